@@ -1,0 +1,57 @@
+"""Datasets for genjax: embedded (offline) and TFDS (prepared), plus pixel transforms.
+
+    from genjax import data
+    ds = data.load("mnist5k")                  # Dataset, uint8 [N, 28, 28, 1]
+    x = data.preprocess(key, ds.train[:128], "dynamic_binarize")  # float32 {0, 1}
+
+See `dataset` (the `Dataset` layout and `load`), `embedded` (fixed splits and toy
+densities), `tfds_source` (TFDS without TensorFlow) and `transforms`.
+"""
+
+from genjax.data.dataset import (
+    EMBEDDED,
+    TFDS,
+    Dataset,
+    DatasetError,
+    known_names,
+    load,
+    validate,
+)
+from genjax.data.embedded import (
+    EIGHT_GAUSSIANS_RADIUS,
+    EIGHT_GAUSSIANS_STD,
+    digits_split_indices,
+    eight_gaussians_centres,
+    mnist5k_split_indices,
+)
+from genjax.data.transforms import (
+    PREPROCESS_MODES,
+    binarize_dynamic,
+    binarize_static,
+    dequantize_uniform,
+    preprocess,
+    to_symmetric,
+    to_unit,
+)
+
+__all__ = [
+    "EMBEDDED",
+    "TFDS",
+    "Dataset",
+    "DatasetError",
+    "known_names",
+    "load",
+    "validate",
+    "EIGHT_GAUSSIANS_RADIUS",
+    "EIGHT_GAUSSIANS_STD",
+    "digits_split_indices",
+    "eight_gaussians_centres",
+    "mnist5k_split_indices",
+    "PREPROCESS_MODES",
+    "binarize_dynamic",
+    "binarize_static",
+    "dequantize_uniform",
+    "preprocess",
+    "to_symmetric",
+    "to_unit",
+]

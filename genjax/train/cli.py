@@ -1,0 +1,81 @@
+"""The command line shared by the experiments: absl flags, a locked ml-collections config,
+one-line errors, a default workdir.
+
+    python -m experiments.vae --config=configs/vae.py[:preset] [--workdir=DIR]
+                              [--config.optim.lr=3e-4 ...]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Callable
+
+from absl import app, flags, logging as absl_logging
+
+from genjax.data import DatasetError
+from genjax.train.checkpoint import CheckpointMismatchError
+from genjax.train.config import ConfigError
+from genjax.train.loop import Interrupted, NonFiniteError
+
+USER_ERRORS = (ConfigError, DatasetError, CheckpointMismatchError, NonFiniteError)
+
+
+def _one_line(e: BaseException) -> str:
+    """The message of ``e`` on one line; for an error raised while a config file was
+    parsed (absl wraps it with its traceback), only the innermost 'XError: message'."""
+    text = str(e).replace("\\n", " ").replace("\\'", "'")
+    inner = re.findall(r"\b\w*Error: (.*)", text)
+    if "Traceback" in text and inner:
+        text = inner[-1]
+    return " ".join(text.split()) or type(e).__name__
+
+
+def _parse_flags(argv):
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        msg = _one_line(e)
+    except (AttributeError, KeyError) as e:
+        text = _one_line(e)
+        bad = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")
+               and any(f"'{part}'" in text for part in a.split("=")[0].split(".")[1:])] or ["--config.?"]
+        hint = re.search(r'Did you mean "([^"]+)"', text)
+        msg = (f"unknown config field {bad[0]}"
+               + (f' (did you mean "{hint.group(1)}"?)' if hint else "")
+               + "; the config file lists the fields")
+    except (TypeError, ValueError) as e:
+        msg = f"bad config override: {_one_line(e)}"
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def default_workdir(experiment: str, config) -> str:
+    return os.path.join("runs", experiment, config.get("preset", "default"))
+
+
+def run(train_and_evaluate: Callable, *, experiment: str, config_flag, workdir_flag) -> None:
+    """app.run with clear errors: a user error prints 'error: ...' on one line and exits 1;
+    an interruption exits 130 after its checkpoint is saved."""
+
+    def main(argv):
+        if len(argv) > 1:
+            print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
+            sys.exit(2)
+        absl_logging.set_verbosity(absl_logging.WARNING)   # orbax logs every save at INFO
+        config = config_flag.value
+        workdir = workdir_flag.value or default_workdir(experiment, config)
+        if config.get("train") is not None and config.train.get("distributed"):
+            import jax
+            jax.distributed.initialize()
+        try:
+            train_and_evaluate(config, workdir)
+        except USER_ERRORS as e:
+            print(f"error: {_one_line(e)}", file=sys.stderr)
+            sys.exit(1)
+        except Interrupted as e:
+            print(f"interrupted: {_one_line(e)}", file=sys.stderr)
+            sys.exit(130)
+
+    app.run(main, flags_parser=_parse_flags)

@@ -1,0 +1,55 @@
+"""What every experiment does around the loop: validate the config and load the data
+before compiling anything, give the test split a fixed preprocessing, write results."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import numpy as np
+
+from genjax import data as gdata
+from genjax.data import transforms
+from genjax.train import config as cfglib
+from genjax.train.results import write_results
+from genjax.train.writers import log
+
+
+def prepare(config, workdir: str, *, kinds=("image",)) -> gdata.Dataset:
+    """Validates the shared config sections, loads and validates the dataset, and writes
+    config.json into ``workdir``. Raises ConfigError / DatasetError with one line."""
+    cfglib.validate_common(config, jax.device_count())
+    cfglib.one_of(config, "data.preprocess", transforms.PREPROCESS_MODES)
+    ds = gdata.load(config.data.name, data_dir=config.data.data_dir or None, seed=config.seed)
+    if ds.kind not in kinds:
+        raise gdata.DatasetError(
+            f"dataset {config.data.name!r} holds {ds.kind}, but this experiment needs "
+            f"{' or '.join(kinds)}; pick e.g. " + ", ".join(
+                n for n in gdata.EMBEDDED if gdata.load(n).kind in kinds))
+    cfglib.validate_batch_vs_data(config, len(ds.train))
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
+    log(f"{config.data.name}: {len(ds.train)} train / {len(ds.test)} test examples of shape "
+        f"{ds.example_shape}; workdir {os.path.abspath(workdir)}; devices {jax.devices()}")
+    return ds
+
+
+def fixed_view(x: np.ndarray, mode: str, seed: int = 0) -> np.ndarray:
+    """The deterministic float32 version of an evaluation split for a preprocess mode:
+    dynamic_binarize -> one fixed Bernoulli draw (the usual stochastically binarised
+    test set, fixed by ``seed``); dequantize -> one fixed uniform dequantisation; other
+    modes are deterministic already."""
+    if mode == "dynamic_binarize":
+        return transforms.to_unit(transforms.binarize_static(x, seed=seed)).__array__()
+    return np.asarray(transforms.preprocess(jax.random.key(seed), x, mode))
+
+
+def finish(workdir: str, config, metrics: dict, *, summary: dict | None = None) -> dict:
+    """Writes results.json and prints the final metrics; returns the metrics."""
+    path = write_results(workdir, metrics=metrics, config=config,
+                         extra={"train_summary": summary or {}})
+    log("final: " + json.dumps({k: round(float(v), 4) for k, v in metrics.items()}))
+    log(f"wrote {path}")
+    return metrics

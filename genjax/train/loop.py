@@ -1,0 +1,163 @@
+"""The one training loop every family uses.
+
+    state = train(state, step_fn, train_data, cfg=config.train, seed=config.seed,
+                  workdir=workdir, eval_fn=...)
+
+* ``step_fn(state, batch, key) -> (state, metrics)`` is pure (``make_train_step`` builds
+  the usual one; families with several optimisers write their own).
+* ``train_data`` is a pytree of arrays [N, ...] that lives on the device whole; each step
+  gathers its batch inside the compiled program (``genjax.train.batches``).
+* ``cfg.steps_per_dispatch`` steps run per dispatch in one ``lax.scan``; the host only
+  logs, checks for non-finite metrics, evaluates and checkpoints between dispatches.
+* Randomness depends on (seed, step) and data order on (seed, epoch) only, and chunk
+  boundaries fall on multiples of steps_per_dispatch, so a run resumed from a checkpoint
+  repeats the uninterrupted run bit for bit.
+* Rerunning with the same workdir resumes from the latest checkpoint. The
+  hyper-parameters in ``state.hparams`` are taken from the new config, not the checkpoint,
+  so a run stopped by a non-finite loss can be resumed with a lower learning rate.
+* SIGTERM / SIGINT finish the current dispatch, save a checkpoint and stop.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Callable
+
+import jax
+import numpy as np
+
+from genjax.train import batches, sharding
+from genjax.train.checkpoint import Checkpointer
+from genjax.train.writers import MetricWriter, log
+
+
+class NonFiniteError(RuntimeError):
+    """A training metric became NaN or infinite."""
+
+
+class Interrupted(RuntimeError):
+    """The run was stopped by a signal after saving a checkpoint."""
+
+
+def make_chunk(step_fn: Callable, *, num_examples: int, batch_size: int, batch_sharding):
+    """Returns chunk(state, data, seed_key, n) -> (state, metrics [n]) running n steps
+    in one lax.scan; jitted with the state donated and n static."""
+
+    def chunk(state, data, seed_key, n):
+        step_root, data_key = jax.random.fold_in(seed_key, 0), jax.random.fold_in(seed_key, 1)
+
+        def body(state, _):
+            idx = batches.batch_indices(data_key, state.step, num_examples=num_examples,
+                                        batch_size=batch_size)
+            batch = batches.take(data, idx)
+            if batch_sharding is not None:
+                batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+            return step_fn(state, batch, jax.random.fold_in(step_root, state.step))
+
+        return jax.lax.scan(body, state, None, length=n)
+
+    return jax.jit(chunk, static_argnums=3, donate_argnums=0)
+
+
+def _first_non_finite(metrics: dict, start: int):
+    for i in range(len(next(iter(metrics.values())))):
+        for k, v in metrics.items():
+            if not np.isfinite(v[i]):
+                return start + i, k, float(v[i])
+    return None
+
+
+def train(state, step_fn: Callable, train_data, *, cfg, seed: int, workdir: str,
+          eval_fn: Callable | None = None, mesh=None, writer: MetricWriter | None = None):
+    """Trains ``state`` for cfg.num_steps steps (resuming in ``workdir``) and returns
+    (state, summary). cfg fields: num_steps, batch_size, steps_per_dispatch,
+    checkpoint_every, keep_checkpoints, eval_every (0: never during training).
+
+    eval_fn(state) -> dict of scalars, logged under "eval/". summary holds the last
+    dispatch's mean metrics, the steady-state steps/s and the compile time in seconds.
+    """
+    num_steps, per = int(cfg.num_steps), int(cfg.steps_per_dispatch)
+    mesh = sharding.data_mesh() if mesh is None else mesh
+    num_examples = len(jax.tree_util.tree_leaves(train_data)[0])
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=int(cfg.keep_checkpoints))
+    own_writer = writer is None
+    writer = writer or MetricWriter(workdir, total_steps=num_steps)
+
+    fresh_hparams = state.hparams
+    state = sharding.replicate(state, mesh)
+    restored = ckpt.restore_latest(state)
+    if restored is not None:
+        state = sharding.replicate(restored._replace(hparams=fresh_hparams), mesh)
+        log(f"resumed from {ckpt.directory} at step {int(state.step)}")
+    data = sharding.replicate(train_data, mesh)
+    seed_key = jax.random.key(seed)
+    chunk = make_chunk(step_fn, num_examples=num_examples, batch_size=int(cfg.batch_size),
+                       batch_sharding=sharding.batch_sharded(mesh))
+
+    stop = {"signal": None}
+    previous = {}
+
+    def on_signal(signum, frame):
+        stop["signal"] = signum
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            previous[sig] = signal.signal(sig, on_signal)
+        except ValueError:           # not the main thread
+            pass
+
+    compiled: dict[int, Callable] = {}
+    compile_time, summary = 0.0, {}
+    step = int(state.step)
+    steady_t, steady_steps = 0.0, 0
+    writer.start(step)
+    try:
+        while step < num_steps:
+            n = min(per, num_steps - step)
+            if n not in compiled:
+                t = time.perf_counter()
+                compiled[n] = chunk.lower(state, data, seed_key, n).compile()
+                compile_time += time.perf_counter() - t
+                writer.start(step)
+            t = time.perf_counter()
+            state, metrics = compiled[n](state, data, seed_key)
+            metrics = jax.device_get(metrics)
+            dt = time.perf_counter() - t
+            steady_t, steady_steps = steady_t + dt, steady_steps + n
+            bad = _first_non_finite(metrics, step)
+            if bad is not None:
+                ckpt.wait()
+                last = ckpt.latest_step()
+                where = (f"the last good checkpoint (step {last}) is in {ckpt.directory}"
+                         if last is not None else "no checkpoint had been saved yet")
+                raise NonFiniteError(
+                    f"training stopped: {bad[1]} = {bad[2]} at step {bad[0]}; {where}. "
+                    f"Lower --config.optim.lr or set --config.optim.grad_clip, then rerun "
+                    f"with the same --workdir to resume.")
+            step += n
+            summary = {k: float(np.mean(v)) for k, v in metrics.items()}
+            writer.write(step, summary)
+            writer.progress(step, summary)
+            if step % int(cfg.checkpoint_every) == 0 or step == num_steps or stop["signal"]:
+                ckpt.save(step, state)
+            if eval_fn is not None and cfg.eval_every and step % int(cfg.eval_every) == 0 \
+                    and step < num_steps:
+                ev = eval_fn(state)
+                writer.write(step, ev, prefix="eval")
+                log("[eval] " + " ".join(f"{k} {v:.4f}" for k, v in ev.items()))
+            if stop["signal"]:
+                ckpt.wait()
+                raise Interrupted(f"stopped by signal {stop['signal']} at step {step}; a "
+                                  f"checkpoint is saved in {ckpt.directory}: rerun the same "
+                                  f"command to resume")
+    finally:
+        ckpt.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if own_writer:
+            writer.close()
+    summary = dict(summary, compile_s=compile_time,
+                   steps_per_s=steady_steps / steady_t if steady_t > 0 else float("nan"))
+    return state, summary

@@ -1,0 +1,49 @@
+"""The standard figures of a latent-variable model of images, from plain callables:
+
+  decode_mean(z [N, Z]) -> images [N, H, W, C] in [0, 1]
+  encode_mean(x [N, H, W, C]) -> z [N, Z]   (the posterior mean, for interpolation)
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import numpy as np
+
+from genjax.viz.grid import save_image_grid
+from genjax.viz.interpolate import lerp, slerp
+
+
+def samples_figure(path: str, key, *, decode_mean: Callable, latent_dim: int,
+                   num: int = 64) -> np.ndarray:
+    """Decodes ``num`` prior draws z ~ N(0, I) and writes them as a grid."""
+    z = jax.random.normal(key, (num, latent_dim))
+    return save_image_grid(path, np.asarray(decode_mean(z)))
+
+
+def reconstructions_figure(path: str, x, *, reconstruct: Callable) -> np.ndarray:
+    """Rows alternate inputs and their reconstructions: x [N, H, W, C] in [0, 1]."""
+    x = np.asarray(x)
+    r = np.asarray(reconstruct(x))
+    n = len(x)
+    ncol = min(n, 16)
+    rows = []
+    for s in range(0, n, ncol):
+        rows += [x[s:s + ncol], r[s:s + ncol]]
+    return save_image_grid(path, np.concatenate(rows), ncol=ncol)
+
+
+def interpolation_figure(path: str, x0, x1, *, encode_mean: Callable,
+                         decode_mean: Callable, steps: int = 10,
+                         spherical: bool = False) -> np.ndarray:
+    """One row per pair (x0[i], x1[i]) [P, H, W, C]: the two inputs at the ends, decoded
+    points of the linear (or spherical) path between their codes in between."""
+    z0, z1 = encode_mean(np.asarray(x0)), encode_mean(np.asarray(x1))   # [P, Z]
+    path_z = (slerp if spherical else lerp)(z0, z1, steps)              # [S, P, Z]
+    s, p, zd = path_z.shape
+    decoded = np.asarray(decode_mean(path_z.reshape(s * p, zd))).reshape(
+        (s, p) + tuple(np.shape(x0)[1:]))
+    rows = np.concatenate([np.asarray(x0)[None], decoded, np.asarray(x1)[None]], 0)
+    rows = np.swapaxes(rows, 0, 1).reshape((-1,) + tuple(np.shape(x0)[1:]))
+    return save_image_grid(path, rows, ncol=steps + 2)
