@@ -46,9 +46,12 @@ class DatasetError(ValueError):
     """A dataset cannot be loaded or is malformed; the message says how to fix it."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
     """A dataset held in host memory.
+
+    ``eq=False``: equality and hashing are by identity (a field-wise ``==`` would
+    compare arrays and raise), so a `Dataset` can be a dict or cache key.
 
     Attributes:
       name: registry name, e.g. ``"mnist5k"``.

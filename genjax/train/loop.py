@@ -86,7 +86,9 @@ def train(state, step_fn: Callable, train_data, *, cfg, seed: int, workdir: str,
     writer = writer or MetricWriter(workdir, total_steps=num_steps)
 
     fresh_hparams = state.hparams
-    state = sharding.replicate(state, mesh)
+    # A private copy: the compiled chunk donates its input, and the caller's arrays must
+    # survive (device_put to the sharding they already have would alias them).
+    state = jax.tree_util.tree_map(lambda a: a.copy(), sharding.replicate(state, mesh))
     restored = ckpt.restore_latest(state)
     if restored is not None:
         state = sharding.replicate(restored._replace(hparams=fresh_hparams), mesh)

@@ -54,7 +54,7 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation,
         params, opt_state = apply_gradients(
             state.params, grads, state.opt_state, tx, lr=lr,
             weight_decay=state.hparams.get("weight_decay", 0.0))
-        metrics = dict(metrics, loss=loss, lr=lr, grad_norm=optax.global_norm(grads))
+        metrics = dict(metrics, loss=loss, lr=lr, grad_norm=optax.tree.norm(grads))
         return TrainState(state.step + 1, params, opt_state, state.hparams), metrics
 
     return step

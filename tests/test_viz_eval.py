@@ -1,0 +1,53 @@
+"""Image grids, interpolation paths and dataset-level evaluation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from genjax import viz
+from genjax.eval import evaluate_dataset
+
+
+def test_image_grid_places_each_tile_and_pads():
+    imgs = np.stack([np.full((4, 5, 1), i / 5.0) for i in range(6)])
+    g = viz.image_grid(imgs, ncol=3, pad=1)
+    assert g.shape == (2 * 5 + 1, 3 * 6 + 1, 3) and g.dtype == np.uint8
+    for i in range(6):
+        r, c = divmod(i, 3)
+        tile = g[1 + r * 5:1 + r * 5 + 4, 1 + c * 6:1 + c * 6 + 5]
+        assert np.all(tile == round(i / 5.0 * 255))
+    assert np.all(g[0] == 255)
+    with pytest.raises(ValueError):
+        viz.image_grid(np.zeros((2, 4, 4)))
+
+
+def test_save_image_grid_writes_a_scaled_png(tmp_path):
+    path = str(tmp_path / "sub" / "g.png")
+    viz.save_image_grid(path, np.random.default_rng(0).uniform(size=(4, 8, 8, 3)), scale=3)
+    assert np.asarray(Image.open(path)).shape == (3 * 22, 3 * 22, 3)
+
+
+def test_lerp_and_slerp_paths():
+    z0, z1 = jnp.array([[1.0, 0.0]]), jnp.array([[0.0, 2.0]])
+    for fn in (viz.lerp, viz.slerp):
+        p = fn(z0, z1, 5)
+        assert p.shape == (5, 1, 2)
+        np.testing.assert_allclose(p[0], z0, atol=1e-6)
+        np.testing.assert_allclose(p[-1], z1, atol=1e-6)
+    mid = viz.slerp(jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0]), 3)[1]
+    np.testing.assert_allclose(jnp.linalg.norm(mid), 1.0, rtol=1e-6)   # stays on the circle
+    np.testing.assert_allclose(viz.lerp(jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0]), 3)[1],
+                               [0.5, 0.5])
+    par = viz.slerp(jnp.array([1.0, 1.0]), jnp.array([2.0, 2.0]), 3)   # parallel: no NaN
+    np.testing.assert_allclose(par[1], [1.5, 1.5], rtol=1e-5)
+
+
+def test_evaluate_dataset_equals_the_direct_mean_with_a_padded_last_batch():
+    data = np.random.default_rng(0).normal(size=(23, 3)).astype(np.float32)
+    fn = lambda x, key: {"s": x.sum(-1), "noise": jax.random.normal(key, (x.shape[0],))}
+    out = evaluate_dataset(fn, data, jax.random.key(0), batch_size=5)
+    np.testing.assert_allclose(out["s"], data.sum(-1).mean(), rtol=1e-5)
+    again = evaluate_dataset(fn, data, jax.random.key(0), batch_size=5)
+    assert again == out                                   # keys are fixed per batch
