@@ -14,9 +14,10 @@ PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy",
             "ml-collections", "tensorflow-datasets", "grain", "chex")
 
 
-def versions() -> dict:
+def versions(packages=PACKAGES) -> dict:
+    """{"python": ..., package: version or None, "genjax": ...}."""
     out = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name in packages:
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
