@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "torch")
+from genjax.train import results
 
 
 # ----------------------------------------------------------------------------- timing
@@ -70,9 +70,10 @@ def summarize(times: Sequence[float]) -> dict:
 
 class CpuContention:
     """Measures how busy the machine's CPUs were with *other* processes while a block
-    ran (Linux /proc/stat minus this process's own CPU time), as a fraction of all cores:
-    0 means this benchmark had the machine to itself, 0.5 on 2 cores means another
-    process kept one core busy. On other systems ``fraction`` is None.
+    ran (Linux /proc/stat minus this process's own CPU time; time a hypervisor stole for
+    other guests counts as busy), as a fraction of all cores: 0 means this benchmark had
+    the machine to itself, 0.5 on 2 cores means another process kept one core busy. On
+    other systems ``fraction`` is None.
 
         with CpuContention() as c:
             ...
@@ -238,9 +239,16 @@ def device_info() -> dict:
     }
 
 
-def versions(packages: Sequence[str] = PACKAGES) -> dict:
-    from genjax.train.results import versions as _versions
-    return _versions(packages)
+def versions(extra: Sequence[str] = ("torch",)) -> dict:
+    """genjax's run-record versions (python, jax, jaxlib, flax, optax, ...) plus the
+    peers' packages in ``extra`` (None where not installed)."""
+    out = results.versions()
+    for name in extra:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
 
 
 def _jsonable(v):

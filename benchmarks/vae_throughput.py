@@ -13,11 +13,15 @@ binarised mnist5k (4,000 training digits held on the device), batch 128:
   apart from the steady state.
 * torch: a straightforward eager implementation of the same model, loss and optimiser
   (``torch.optim.Adam``), batches from a per-epoch ``randperm`` of the same uint8 data,
-  ``torch.bernoulli`` binarisation, ``torch.set_num_threads(<cores>)``.
+  ``torch.bernoulli`` binarisation, ``torch.set_num_threads(<cores>)``. The targets are
+  judged against it; the same with ``Adam(fused=True)`` is reported alongside.
 
 Throughput blocks of ``--steps`` steps of each side and the matmul-peak probes run
 round-robin (``--repeats`` rounds) and every number is a median over rounds, so a busy
-phase of a shared machine slows all of them alike.
+phase of a shared machine slows all of them alike. The JSON records the share of the CPUs
+that other processes used meanwhile (``other_processes_cpu_fraction``): with one core
+taken, torch's OpenMP threads stall at every barrier and its numbers collapse, so only a
+run near 0 is a fair comparison.
 
 FLOPs: only matmuls are counted (`benchmarks.common.dense_training_dots`): per dense
 layer 2*B*in*out forward, the same for the weight gradient, and the same for the input
@@ -25,8 +29,9 @@ gradient except in the first layer (the data needs no gradient). For the 784-400
 20-400-784 layers and B = 128 that is 419,840,000 FLOPs per step; bias adds,
 activations, sampling, binarisation and Adam are not counted. The achieved rate is
 compared with two ceilings measured in the same run with jax: the large-matmul peak
-(best of [n, n] @ [n, n], n in 1024, 2048) and the rate of exactly this step's matmuls
-(same shapes and transposes, looped inside one compiled program).
+(best of [n, n] @ [n, n], n in 1024, 2048) and the rate of exactly this step's 11 matmuls
+(same shapes and transposes, looped inside one compiled program; they are independent
+there, so XLA may overlap them, which makes it a ceiling for the step).
 
 The JSON also holds a peer check: with the genjax initial weights copied into the torch
 model and the same binarised batch and noise, both compute the same loss, gradients and
@@ -44,15 +49,13 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from benchmarks import common
 from configs import vae as vae_config
 from genjax import data as gdata
-from genjax import losses
+from experiments import vae as vae_experiment
 from genjax.data import transforms
-from genjax.models.vae import VAE
-from genjax.train import init_state, make_optimizer, make_train_step
+from genjax.train import make_train_step, sharding
 from genjax.train.loop import make_chunk
 
 DEFAULT_OUT = os.path.join("benchmarks", "results", "vae_throughput.json")
@@ -75,35 +78,24 @@ def dense_layers(config, data_dim: int) -> list[tuple[int, int]]:
 # ------------------------------------------------------------------------------ genjax
 
 def genjax_setup(config, example_shape):
-    """The experiment's model, optimiser and step (experiments/vae.py, ELBO branch).
-    Returns (graphdef, params, tx, hparams, loss_fn, step_fn)."""
-    m = config.model
-    model = VAE(example_shape, latent_dim=m.latent_dim, hidden=tuple(m.hidden), arch=m.arch,
-                likelihood=m.likelihood, rngs=nnx.Rngs(config.seed))
-    graphdef, params = nnx.split(model)
-    tx, hparams, lr_schedule = make_optimizer(config.optim, config.train.num_steps)
-    hparams = dict(hparams, beta=config.loss.beta)
-
-    def loss_fn(params, batch, key, hp):
-        vae = nnx.merge(graphdef, params)
-        k_data, k_loss = jax.random.split(key)
-        x = transforms.preprocess(k_data, batch, config.data.preprocess)
-        return losses.elbo(x, k_loss, encode=vae.encode, decode=vae.decode,
-                           likelihood=m.likelihood, beta=hp["beta"], kl=config.loss.kl)
-
-    return graphdef, params, tx, hparams, loss_fn, make_train_step(loss_fn, tx, lr_schedule)
+    """The experiment's model, optimiser and step (`experiments.vae.build`).
+    Returns (graphdef, state, loss_fn, step_fn)."""
+    graphdef, state, tx, lr_schedule, loss_fn = vae_experiment.build(config, example_shape)
+    return graphdef, state, loss_fn, make_train_step(loss_fn, tx, lr_schedule)
 
 
 def genjax_runner(config, train_u8: np.ndarray, steps: int):
     """Compiles the training chunk of ``steps`` steps. Returns (run, timings): run()
     trains one chunk and fetches its metrics as the loop does; timings holds lower_s and
     compile_s."""
-    _, params, tx, hparams, _, step_fn = genjax_setup(config, train_u8.shape[1:])
-    state = init_state(params, tx, hparams)
-    data = jax.device_put(train_u8)
+    _, state, _, step_fn = genjax_setup(config, train_u8.shape[1:])
+    mesh = sharding.data_mesh()                 # placement as in genjax.train.loop.train
+    state = sharding.replicate(state, mesh)
+    data = sharding.replicate(train_u8, mesh)
     seed_key = jax.random.key(config.seed)
     chunk = make_chunk(step_fn, num_examples=len(train_u8),
-                       batch_size=int(config.train.batch_size), batch_sharding=None)
+                       batch_size=int(config.train.batch_size),
+                       batch_sharding=sharding.batch_sharded(mesh))
     t = time.perf_counter()
     lowered = chunk.lower(state, data, seed_key, steps)
     t_lower = time.perf_counter() - t
@@ -180,20 +172,24 @@ def torch_vae_from_genjax(params, layers):
     return model
 
 
-def torch_adam(model, optim):
+def torch_adam(model, optim, *, fused: bool = False):
+    """torch.optim.Adam with the config's lr, betas and eps. The default (fused=False) is
+    the for-loop implementation a straightforward script gets on the CPU; fused=True is
+    PyTorch's fused CPU kernel, reported alongside as the stronger peer."""
     torch = _torch()
     return torch.optim.Adam(model.parameters(), lr=optim.lr, betas=(optim.b1, optim.b2),
-                            eps=optim.eps)
+                            eps=optim.eps, fused=fused or None)
 
 
-def torch_runner(config, train_u8: np.ndarray, steps: int, layers):
+def torch_runner(config, train_u8: np.ndarray, steps: int, layers, *,
+                 fused_adam: bool = False):
     """Returns run(): ``steps`` eager training steps, batches drawn without replacement
     from a fresh randperm each epoch, returning the last loss as a float."""
     torch = _torch()
     torch.manual_seed(config.seed)
     data = torch.from_numpy(np.array(train_u8).reshape(len(train_u8), -1))  # writeable copy
     model = make_torch_vae(layers)
-    opt = torch_adam(model, config.optim)
+    opt = torch_adam(model, config.optim, fused=fused_adam)
     batch, n = int(config.train.batch_size), len(train_u8)
     holder = {"perm": torch.randperm(n), "pos": 0}
 
@@ -229,7 +225,8 @@ def peer_check(config=None, train_u8: np.ndarray | None = None, *, seed: int = 0
         train_u8 = np.asarray(gdata.load(config.data.name).train)
     b = int(config.train.batch_size)
     batch = jnp.asarray(train_u8[:b])
-    _, params, tx, hparams, loss_fn, step_fn = genjax_setup(config, train_u8.shape[1:])
+    _, state0, loss_fn, step_fn = genjax_setup(config, train_u8.shape[1:])
+    params = state0.params
     layers = dense_layers(config, math.prod(train_u8.shape[1:]))
     model = torch_vae_from_genjax(params, layers)
 
@@ -239,15 +236,14 @@ def peer_check(config=None, train_u8: np.ndarray | None = None, *, seed: int = 0
     x = transforms.preprocess(k_data, batch, config.data.preprocess).reshape(b, -1)
     eps = jax.random.normal(k_loss, (b, config.model.latent_dim))
 
-    hp = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
-
     @jax.jit
-    def genjax_side(params, batch, key):
-        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, key, hp)
-        state, _ = step_fn(init_state(params, tx, hp), batch, key)
+    def genjax_side(state, batch, key):
+        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params, batch, key, state.hparams)
+        state, _ = step_fn(state, batch, key)
         return loss, grads, state.params
 
-    loss_j, grads, new_params = genjax_side(params, batch, key)
+    loss_j, grads, new_params = genjax_side(state0, batch, key)
 
     x_t, eps_t = torch.from_numpy(np.array(x)), torch.from_numpy(np.array(eps))
     opt = torch_adam(model, config.optim)
@@ -293,9 +289,11 @@ def run_benchmark(*, steps: int = 200, repeats: int = 10, quick: bool = False,
 
     peer = peer_check(config, train_u8)
     run_genjax, compile_times = genjax_runner(config, train_u8, steps)
-    run_torch = torch_runner(config, train_u8, steps, layers)
     sizes = (1024,) if quick else (1024, 2048)
-    contenders = {"genjax": run_genjax, "torch": run_torch}
+    contenders = {"genjax": run_genjax,
+                  "torch": torch_runner(config, train_u8, steps, layers),
+                  "torch_fused_adam": torch_runner(config, train_u8, steps, layers,
+                                                   fused_adam=True)}
     matmul_flops = {}
     for n in sizes:
         contenders[f"matmul_{n}"], matmul_flops[f"matmul_{n}"] = common.matmul_timer(n)
@@ -305,7 +303,7 @@ def run_benchmark(*, steps: int = 200, repeats: int = 10, quick: bool = False,
         times = common.interleaved(contenders, repeats=repeats, warmup=1, pause_s=pause_s)
     med = {k: float(np.median(v)) for k, v in times.items()}
 
-    g_sps, t_sps = steps / med["genjax"], steps / med["torch"]
+    g_sps, t_sps, f_sps = (steps / med[k] for k in ("genjax", "torch", "torch_fused_adam"))
     rates = {k: matmul_flops[k] / med[k] for k in matmul_flops}
     peak_large = max(rates[f"matmul_{n}"] for n in sizes)
     peak_step = rates["step_matmuls"]
@@ -327,7 +325,11 @@ def run_benchmark(*, steps: int = 200, repeats: int = 10, quick: bool = False,
                    "achieved_flops": g_flops, "block_s": common.summarize(times["genjax"])},
         "torch": {"steps_per_s": t_sps, "examples_per_s": t_sps * batch,
                   "achieved_flops": t_flops, "block_s": common.summarize(times["torch"])},
+        "torch_fused_adam": {"steps_per_s": f_sps, "examples_per_s": f_sps * batch,
+                             "achieved_flops": flops_per_step * f_sps,
+                             "block_s": common.summarize(times["torch_fused_adam"])},
         "ratio_genjax_over_torch": ratio,
+        "ratio_genjax_over_torch_fused_adam": g_sps / f_sps,
         "flops_per_step": flops_per_step,
         "flops_counted": "matmuls only: per dense layer 2*B*in*out forward + 2*B*in*out "
                          "weight gradient + 2*B*in*out input gradient (none for the first "
@@ -352,29 +354,35 @@ def run_benchmark(*, steps: int = 200, repeats: int = 10, quick: bool = False,
 
 
 def summary_text(r: dict) -> str:
-    g, t, pk, fr, tg = (r["genjax"], r["torch"], r["matmul_peak_flops"],
-                        r["fraction_of_peak"], r["targets"])
+    pk, fr, tg, c = r["matmul_peak_flops"], r["fraction_of_peak"], r["targets"], r["config"]
     ok = lambda met: "met" if met else "NOT met"          # noqa: E731
-    return "\n".join([
-        f"VAE 784-400-20, {r['config']['dataset']}, batch {r['config']['batch_size']}, "
-        f"{r['config']['steps_per_dispatch']} steps/block, median of "
-        f"{r['config']['repeats']} interleaved blocks",
-        f"  genjax  {g['examples_per_s']:10.0f} examples/s  {g['steps_per_s']:7.1f} steps/s"
-        f"  {g['achieved_flops'] / 1e9:6.1f} GFLOP/s   (compile {g['compile_s']:.2f} s, "
-        f"lower {g['lower_s']:.2f} s)",
-        f"  torch   {t['examples_per_s']:10.0f} examples/s  {t['steps_per_s']:7.1f} steps/s"
-        f"  {t['achieved_flops'] / 1e9:6.1f} GFLOP/s",
-        f"  genjax / torch = {r['ratio_genjax_over_torch']:.2f}x "
-        f"(target {tg['speedup_vs_torch']}x: {ok(tg['speedup_vs_torch_met'])})",
-        f"  matmul peak: large {pk['large'] / 1e9:.1f} GFLOP/s, this step's matmuls "
-        f"{pk['step_shaped'] / 1e9:.1f} GFLOP/s; genjax reaches {fr['large_matmul']:.0%} / "
-        f"{fr['step_matmuls']:.0%} of them (target {tg['fraction_of_peak']:.0%} of large: "
-        f"{ok(tg['fraction_of_peak_met'])})",
-        f"  peer check: loss {r['peer_check']['loss_genjax']:.4f} (genjax) vs "
+
+    def row(label, side):
+        return (f"  {label:<19}{side['examples_per_s']:9.0f} examples/s "
+                f"{side['steps_per_s']:7.1f} steps/s {side['achieved_flops'] / 1e9:6.1f} GFLOP/s")
+
+    lines = [
+        f"VAE 784-400-20 on {c['dataset']}, batch {c['batch_size']}: medians of "
+        f"{c['repeats']} interleaved blocks of {c['steps_per_dispatch']} steps",
+        row("genjax", r["genjax"])
+        + f"  (lower + compile {r['genjax']['lower_and_compile_s']:.2f} s, apart)",
+        row("torch", r["torch"]),
+        row("torch, fused Adam", r["torch_fused_adam"]),
+        f"  genjax / torch = {r['ratio_genjax_over_torch']:.2f}x (target "
+        f"{tg['speedup_vs_torch']}x: {ok(tg['speedup_vs_torch_met'])}); genjax / torch with "
+        f"fused Adam = {r['ratio_genjax_over_torch_fused_adam']:.2f}x",
+        f"  float32 matmul peak {pk['large'] / 1e9:.1f} GFLOP/s (large), "
+        f"{pk['step_shaped'] / 1e9:.1f} GFLOP/s (this step's shapes): genjax at "
+        f"{fr['large_matmul']:.0%} / {fr['step_matmuls']:.0%} (target "
+        f"{tg['fraction_of_peak']:.0%} of large: {ok(tg['fraction_of_peak_met'])})",
+        f"  peer check: initial loss {r['peer_check']['loss_genjax']:.4f} (genjax) vs "
         f"{r['peer_check']['loss_torch']:.4f} (torch)",
-    ] + ([f"  WARNING: other processes used {busy:.0%} of the CPUs during the timing; "
-          "torch's OpenMP threads suffer most from that, so rerun on an idle machine"]
-         if (busy := r["other_processes_cpu_fraction"]) is not None and busy > 0.1 else []))
+    ]
+    busy = r["other_processes_cpu_fraction"]
+    if busy is not None and busy > 0.1:
+        lines.append(f"  WARNING: other processes used {busy:.0%} of the CPUs while timing; "
+                     "torch's OpenMP threads suffer most from that: rerun on an idle machine")
+    return "\n".join(lines)
 
 
 def parse_args(argv=None):

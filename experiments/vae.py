@@ -47,11 +47,12 @@ def validate(config):
                    "values in [0, 1] for the Bernoulli decoder")
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-    validate(config)
-    ds = experiment.prepare(config, workdir)
+def build(config, example_shape):
+    """The model, optimiser and training loss of ``config`` (shared with
+    benchmarks/vae_throughput.py). Returns (graphdef, state, tx, lr_schedule, loss_fn) with
+    loss_fn(params, batch, key, hparams) -> (loss, metrics) on a uint8 batch."""
     m = config.model
-    model = VAE(ds.example_shape, latent_dim=m.latent_dim, hidden=tuple(m.hidden),
+    model = VAE(example_shape, latent_dim=m.latent_dim, hidden=tuple(m.hidden),
                 arch=m.arch, likelihood=m.likelihood, rngs=nnx.Rngs(config.seed))
     graphdef, params = nnx.split(model)
     tx, hparams, lr_schedule = make_optimizer(config.optim, config.train.num_steps)
@@ -67,6 +68,15 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                      likelihood=m.likelihood)
         return losses.elbo(x, k_loss, encode=vae.encode, decode=vae.decode,
                            likelihood=m.likelihood, beta=hp["beta"], kl=config.loss.kl)
+
+    return graphdef, state, tx, lr_schedule, loss_fn
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+    validate(config)
+    ds = experiment.prepare(config, workdir)
+    m = config.model
+    graphdef, state, tx, lr_schedule, loss_fn = build(config, ds.example_shape)
 
     def per_example(params, x, key):                 # x: [b, *E] preprocessed test data
         vae = nnx.merge(graphdef, params)

@@ -19,7 +19,9 @@ def sum_event(v: jax.Array, event_ndim: int = 1) -> jax.Array:
     """Sums ``v`` over its last ``event_ndim`` axes: [..., *E] -> [...]."""
     if event_ndim == 0:
         return v
-    return jnp.sum(v, axis=tuple(range(v.ndim - event_ndim, v.ndim)))
+    # One reduction over a flat last axis: faster on CPU than a multi-axis sum over e.g.
+    # [B, 28, 28, 1], and the same numbers up to float summation order.
+    return jnp.sum(v.reshape(v.shape[:v.ndim - event_ndim] + (-1,)), axis=-1)
 
 
 def log_normal_diag(x, mean, log_var, event_ndim: int = 1):
@@ -36,8 +38,10 @@ def log_standard_normal(x, event_ndim: int = 1):
 
 def log_bernoulli_logits(x, logits, event_ndim: int = 1):
     """log Bernoulli(x | sigmoid(logits)) for x in [0, 1] (soft targets allowed), summed over
-    the event axes; nats. Stable for large |logits|: x*log s(l) + (1-x)*log s(-l)."""
-    lp = x * jax.nn.log_sigmoid(logits) + (1.0 - x) * jax.nn.log_sigmoid(-logits)
+    the event axes; nats. Computed as x*l - softplus(l), which equals
+    x*log s(l) + (1-x)*log s(-l), is stable for large |l| and has the right gradient
+    sigmoid(l) - x everywhere (softplus is jax's logaddexp(l, 0) with its custom JVP)."""
+    lp = x * logits - jax.nn.softplus(logits)
     return sum_event(lp, event_ndim)
 
 

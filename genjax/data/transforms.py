@@ -52,7 +52,12 @@ def binarize_dynamic(key: jax.Array, x: jax.Array) -> jax.Array:
 
     Pixel 0 always gives 0 and pixel 255 always gives 1.
     """
-    return jax.random.bernoulli(key, to_unit(x)).astype(jnp.float32)
+    # Drawn on a flat [..., size] view: the same bits as drawing in x's shape (threefry
+    # fills the flattened array), but XLA's CPU code is much slower with a trailing
+    # channel axis of size 1 ([B, 28, 28, 1]).
+    x = jnp.asarray(x)
+    flat = to_unit(x.reshape(-1))
+    return jax.random.bernoulli(key, flat).astype(jnp.float32).reshape(x.shape)
 
 
 def binarize_static(x: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -79,11 +84,12 @@ def dequantize_uniform(key: jax.Array, x: jax.Array) -> jax.Array:
     [0,1)^D then gives the discrete log-likelihood of x as
     ``log p(y) - D log 256`` (units: nats; divide by D log 2 for bits/dim).
     """
-    x = jnp.asarray(x, jnp.float32)
+    shape = jnp.shape(x)
+    x = jnp.asarray(x, jnp.float32).reshape(-1)  # flat view: see binarize_dynamic
     u = jax.random.uniform(key, x.shape, jnp.float32)
     upper = (x + 1.0) / 256.0  # exact in float32
     y = (x + u) / 256.0
-    return jnp.minimum(y, jnp.nextafter(upper, jnp.float32(0.0)))
+    return jnp.minimum(y, jnp.nextafter(upper, jnp.float32(0.0))).reshape(shape)
 
 
 def preprocess(key: jax.Array, x: jax.Array, mode: str) -> jax.Array:

@@ -47,16 +47,23 @@ def make_chunk(step_fn: Callable, *, num_examples: int, batch_size: int, batch_s
 
     def chunk(state, data, seed_key, n):
         step_root, data_key = jax.random.fold_in(seed_key, 0), jax.random.fold_in(seed_key, 1)
+        steps_per_epoch = num_examples // batch_size
+        perm0 = batches.epoch_permutation(data_key, state.step // steps_per_epoch,
+                                          num_examples)
 
-        def body(state, _):
-            idx = batches.batch_indices(data_key, state.step, num_examples=num_examples,
-                                        batch_size=batch_size)
+        def body(carry, _):
+            state, perm = carry
+            perm, idx = batches.next_permutation(data_key, state.step, perm,
+                                                 num_examples=num_examples,
+                                                 batch_size=batch_size)
             batch = batches.take(data, idx)
             if batch_sharding is not None:
                 batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
-            return step_fn(state, batch, jax.random.fold_in(step_root, state.step))
+            state, metrics = step_fn(state, batch, jax.random.fold_in(step_root, state.step))
+            return (state, perm), metrics
 
-        return jax.lax.scan(body, state, None, length=n)
+        (state, _), metrics = jax.lax.scan(body, (state, perm0), None, length=n)
+        return state, metrics
 
     return jax.jit(chunk, static_argnums=3, donate_argnums=0)
 
