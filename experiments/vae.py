@@ -1,11 +1,17 @@
 """Train and evaluate a VAE.
 
-    python -m experiments.vae --config=configs/vae.py[:quick|conv|iwae|mnist]
-        [--workdir=runs/vae/default] [--config.loss.beta=4 ...]
+    python -m experiments.vae --config=configs/vae.py[:PRESET]
+        [--workdir=runs/vae/PRESET] [--config.loss.beta=4 ...]
+
+Presets: default, quick, conv, iwae, ae (a deterministic autoencoder), latent2d,
+anomaly, mnist (see configs/vae.py).
 
 Writes into the workdir: checkpoints/, tensorboard/, metrics.jsonl, samples.png,
-reconstructions.png, interpolation.png, config.json and results.json (test ELBO and the
-importance-weighted log-likelihood, in nats).
+reconstructions.png, interpolation.png, interpolation_slerp.png, config.json and
+results.json (test ELBO and importance-weighted log-likelihood in nats, the classifier
+Fréchet distance of prior samples, interpolation evenness); with a 2-D latent also
+latent_scatter.png and latent_manifold.png; with anomaly.held_out_classes also
+anomaly_scores.png and the AUROCs.
 """
 
 from __future__ import annotations
@@ -13,27 +19,27 @@ from __future__ import annotations
 import os
 
 import jax
-from absl import flags
+import numpy as np
 from flax import nnx
-from ml_collections import config_flags
 
+from genjax import data as gdata
 from genjax import eval as geval
 from genjax import losses, viz
 from genjax.data import transforms
+from genjax.eval import sample_quality, vae_analysis
 from genjax.models.vae import ARCHITECTURES, VAE
 from genjax.train import cli, config as cfglib, experiment, init_state, make_optimizer
 from genjax.train import make_train_step, train
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "..", "configs", "vae.py"),
-    "VAE config file, optionally with :preset.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (default runs/vae/<preset>).")
+
+
+OBJECTIVES = ("elbo", "iwae", "ae")
 
 
 def validate(config):
     cfglib.one_of(config, "model.arch", ARCHITECTURES)
     cfglib.one_of(config, "model.likelihood", losses.vae.LIKELIHOODS)
-    cfglib.one_of(config, "loss.objective", ("elbo", "iwae"))
+    cfglib.one_of(config, "loss.objective", OBJECTIVES)
     cfglib.one_of(config, "loss.kl", losses.vae.KL_ESTIMATORS)
     cfglib.positive(config, "model.latent_dim")
     cfglib.positive(config, "loss.beta", allow_zero=True)
@@ -41,6 +47,15 @@ def validate(config):
     cfglib.positive(config, "eval.iw_samples")
     cfglib.require(config.eval.iw_samples % config.eval.iw_chunk == 0, "eval.iw_chunk",
                    config.eval.iw_chunk, "a divisor of eval.iw_samples")
+    cfglib.positive(config, "eval.fd_samples", allow_zero=True)
+    cfglib.positive(config, "eval.classifier_steps")
+    cfglib.positive(config, "anomaly.iw_samples")
+    overlap = set(config.anomaly.held_out_classes) & set(config.data.classes)
+    cfglib.require(not overlap, "anomaly.held_out_classes", config.anomaly.held_out_classes,
+                   "classes not in data.classes (those are the normal ones)")
+    cfglib.require(not config.anomaly.held_out_classes or config.data.classes,
+                   "data.classes", config.data.classes,
+                   "the normal classes when anomaly.held_out_classes is set")
     cfglib.require(config.model.likelihood != "bernoulli"
                    or config.data.preprocess in ("dynamic_binarize", "unit", "dequantize"),
                    "data.preprocess", config.data.preprocess,
@@ -62,6 +77,9 @@ def build(config, example_shape):
         vae = nnx.merge(graphdef, params)
         k_data, k_loss = jax.random.split(key)
         x = transforms.preprocess(k_data, batch, config.data.preprocess)
+        if config.loss.objective == "ae":
+            return losses.autoencoder_loss(x, encode=vae.encode, decode=vae.decode,
+                                           likelihood=m.likelihood)
         if config.loss.objective == "iwae":
             return losses.iwae_bound(x, k_loss, encode=vae.encode, decode=vae.decode,
                                      num_samples=config.loss.num_samples,
@@ -78,8 +96,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
     m = config.model
     graphdef, state, tx, lr_schedule, loss_fn = build(config, ds.example_shape)
 
+    is_ae = config.loss.objective == "ae"
+
     def per_example(params, x, key):                 # x: [b, *E] preprocessed test data
         vae = nnx.merge(graphdef, params)
+        if is_ae:                                    # no posterior: reconstruction only
+            return {"log_px": losses.log_likelihood(x, vae.decode(vae.encode(x)[0]),
+                                                    m.likelihood)}
         k1, k2 = jax.random.split(key)
         t = losses.elbo_terms(x, k1, encode=vae.encode, decode=vae.decode,
                               likelihood=m.likelihood)
@@ -101,22 +124,55 @@ def train_and_evaluate(config, workdir: str) -> dict:
                            cfg=config.train, seed=config.seed, workdir=workdir,
                            eval_fn=evaluate)
     metrics = {f"test/{k}": v for k, v in evaluate(state).items()}
-
-    vae = nnx.merge(graphdef, state.params)
-    p = config.plots
-    viz.figures.samples_figure(os.path.join(workdir, "samples.png"), jax.random.key(0),
-                               decode_mean=vae.decode_mean, latent_dim=m.latent_dim,
-                               num=p.num_samples)
-    viz.figures.reconstructions_figure(
-        os.path.join(workdir, "reconstructions.png"), x_test[:32],
-        reconstruct=lambda x: vae.decode_mean(vae.encode(x)[0]))
-    n = p.interp_pairs
-    viz.figures.interpolation_figure(
-        os.path.join(workdir, "interpolation.png"), x_test[:n], x_test[n:2 * n],
-        encode_mean=lambda x: vae.encode(x)[0], decode_mean=vae.decode_mean,
-        steps=p.interp_steps)
+    metrics.update(report(config, workdir, ds, nnx.merge(graphdef, state.params), x_test))
     return experiment.finish(workdir, config, metrics, summary=summary)
 
 
+def report(config, workdir, ds, vae, x_test) -> dict:
+    """Figures and the numbers behind the lecture claims (genjax.eval.vae_analysis)."""
+    m, p, e = config.model, config.plots, config.eval
+    encode_mean = jax.jit(lambda x: vae.encode(x)[0])
+    decode_mean = jax.jit(vae.decode_mean)
+    viz.figures.samples_figure(os.path.join(workdir, "samples.png"), jax.random.key(0),
+                               decode_mean=decode_mean, latent_dim=m.latent_dim,
+                               num=p.num_samples)
+    viz.figures.reconstructions_figure(os.path.join(workdir, "reconstructions.png"),
+                                       x_test[:32], reconstruct=lambda x: decode_mean(
+                                           encode_mean(x)))
+    n = p.interp_pairs
+    out = vae_analysis.interpolations(workdir, x_test[:n], x_test[n:2 * n],
+                                      encode_mean=encode_mean, decode_mean=decode_mean,
+                                      steps=p.interp_steps)
+    if e.fd_samples:                     # claim 1: sample quality of the prior's decodings
+        clf = sample_quality.get_classifier(config.data.name, e.classifier_dir or None,
+                                            num_steps=e.classifier_steps)
+        real = np.asarray(transforms.to_unit(ds.test[:e.fd_samples]))
+        fd, _ = clf.prior_sample_distance(real, jax.random.key(config.seed + 2),
+                                          decode_mean=decode_mean, latent_dim=m.latent_dim)
+        out.update({"test/frechet_distance": fd,
+                    "test/classifier_accuracy": clf.test_accuracy,
+                    "test/fd_samples": len(real)})
+    if m.latent_dim == 2 and ds.train_labels is not None:                     # claim 2
+        out.update(vae_analysis.latent_map(
+            workdir, encode_mean=encode_mean, decode_mean=decode_mean,
+            x_train=experiment.fixed_view(ds.train, config.data.preprocess),
+            y_train=ds.train_labels, x_test=x_test, y_test=ds.test_labels[:len(x_test)],
+            grid=p.manifold_grid))
+    if config.anomaly.held_out_classes:                                       # claim 4
+        full = gdata.load(config.data.name, data_dir=config.data.data_dir or None)
+        held = experiment.select_classes(full, tuple(config.anomaly.held_out_classes)).test
+        view = lambda u8: experiment.fixed_view(u8, config.data.preprocess)  # noqa: E731
+        shifted = {k: view(v) for k, v in
+                   geval.anomaly.shifted_sets(held, ds.test, seed=config.seed).items()}
+        out.update(vae_analysis.anomaly_detection(
+            workdir, encode=vae.encode, decode=vae.decode, decode_mean=vae.decode_mean,
+            likelihood=m.likelihood, normal=view(ds.test), shifted=shifted,
+            key=jax.random.key(config.seed + 3), iw_samples=config.anomaly.iw_samples,
+            batch_size=e.batch_size))
+    return out
+
+
 if __name__ == "__main__":
-    cli.run(train_and_evaluate, experiment="vae", config_flag=_CONFIG, workdir_flag=_WORKDIR)
+    cli.run(train_and_evaluate, experiment="vae",
+            config_file=os.path.join(os.path.dirname(__file__), "..", "configs", "vae.py"),
+            description="VAE")

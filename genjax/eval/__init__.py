@@ -1,5 +1,14 @@
-"""Evaluation: log-likelihood estimates and dataset-level means."""
+"""Evaluation: log-likelihood estimates, sample quality, anomaly scores, latent metrics.
 
-from genjax.eval.likelihood import evaluate_dataset, iw_log_likelihood
+The heavier modules (`sample_quality`, which trains a classifier) are imported by name:
+``from genjax.eval import sample_quality``.
+"""
 
-__all__ = ["evaluate_dataset", "iw_log_likelihood"]
+from genjax.eval import anomaly, latent
+from genjax.eval.auroc import auroc
+from genjax.eval.frechet import frechet_distance, frechet_distance_from_stats, gaussian_stats
+from genjax.eval.likelihood import evaluate_dataset, iw_log_likelihood, map_dataset
+
+__all__ = ["anomaly", "auroc", "evaluate_dataset", "frechet_distance",
+           "frechet_distance_from_stats", "gaussian_stats", "iw_log_likelihood", "latent",
+           "map_dataset"]

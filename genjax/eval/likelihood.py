@@ -36,22 +36,29 @@ def iw_log_likelihood(x, key, *, encode: Callable, decode: Callable, num_samples
     return total - jnp.log(num_samples)
 
 
-def evaluate_dataset(fn: Callable, data: np.ndarray, key, *, batch_size: int) -> dict:
-    """Means over a dataset of per-example metrics.
+def map_dataset(fn: Callable, data: np.ndarray, key, *, batch_size: int) -> dict:
+    """Per-example metrics over a dataset.
 
     fn(batch [b, ...], key) -> dict of [b] arrays; it is jitted once and called on
     fixed-size batches (the last one padded, its padding dropped). Batch i gets the key
-    fold_in(key, i). Returns {name: mean over the N examples}.
+    fold_in(key, i). Returns {name: float64 [N]}.
     """
     n = len(data)
     pad = (-n) % batch_size
     padded = np.concatenate([data, np.zeros((pad,) + data.shape[1:], data.dtype)]) if pad else data
     jfn = jax.jit(fn)
-    sums: dict = {}
+    parts: dict = {}
     for i in range(len(padded) // batch_size):
         out = jax.device_get(jfn(padded[i * batch_size:(i + 1) * batch_size],
                                  jax.random.fold_in(key, i)))
         keep = min(batch_size, n - i * batch_size)
         for k, v in out.items():
-            sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v, np.float64)[:keep]))
-    return {k: v / n for k, v in sums.items()}
+            parts.setdefault(k, []).append(np.asarray(v, np.float64)[:keep])
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def evaluate_dataset(fn: Callable, data: np.ndarray, key, *, batch_size: int) -> dict:
+    """Means over a dataset of per-example metrics (see `map_dataset`):
+    {name: mean over the N examples}."""
+    return {k: float(np.mean(v))
+            for k, v in map_dataset(fn, data, key, batch_size=batch_size).items()}

@@ -1,8 +1,14 @@
 """Pure objectives, one file per family. Every function takes arrays and plain callables
 and documents its shapes; units are nats unless a name says bits."""
 
-from genjax.losses.vae import (elbo, elbo_terms, iw_log_weights, iwae_bound,
+from genjax.losses import gmm
+from genjax.losses.gmm import bernoulli_mixture_log_likelihood
+from genjax.losses.gmm import elbo as gmm_elbo
+from genjax.losses.gmm import log_likelihood as gmm_log_likelihood
+from genjax.losses.gmm import responsibilities as gmm_responsibilities
+from genjax.losses.vae import (autoencoder_loss, elbo, elbo_terms, iw_log_weights, iwae_bound,
                                iwae_bound_terms, log_likelihood)
 
-__all__ = ["elbo", "elbo_terms", "iw_log_weights", "iwae_bound", "iwae_bound_terms",
-           "log_likelihood"]
+__all__ = ["autoencoder_loss", "bernoulli_mixture_log_likelihood", "elbo", "elbo_terms", "gmm",
+           "gmm_elbo", "gmm_log_likelihood", "gmm_responsibilities", "iw_log_weights", "iwae_bound",
+           "iwae_bound_terms", "log_likelihood"]

@@ -72,6 +72,21 @@ def elbo(x, key, *, encode: Callable, decode: Callable, likelihood: str = "berno
     return loss, {k: jnp.mean(v) for k, v in t.items()}
 
 
+def autoencoder_loss(x, *, encode: Callable, decode: Callable,
+                     likelihood: str = "bernoulli"):
+    """The deterministic autoencoder's objective: -log p(x | z = mean of encode(x)), the
+    reconstruction term alone (no noise, no KL, so nothing ties the codes to N(0, I)).
+
+    x: [B, *E]. Returns (loss, metrics): loss = mean_B[-log p(x | z)] in nats; metrics
+    ``log_px`` (batch mean) and ``code_norm`` (mean |z|, which for a VAE stays near
+    sqrt(Z) and for an autoencoder drifts wherever reconstruction wants it).
+    """
+    z = encode(x)[0]                                                  # [B, Z]
+    log_px = log_likelihood(x, decode(z), likelihood)                 # [B]
+    return -jnp.mean(log_px), {"log_px": jnp.mean(log_px),
+                               "code_norm": jnp.mean(jnp.linalg.norm(z, axis=-1))}
+
+
 def iw_log_weights(x, key, *, encode: Callable, decode: Callable, num_samples: int,
                    likelihood: str = "bernoulli"):
     """Log importance weights log p(x, z_k) - log q(z_k | x), z_k ~ q(z | x).

@@ -55,9 +55,22 @@ def default_workdir(experiment: str, config) -> str:
     return os.path.join("runs", experiment, config.get("preset", "default"))
 
 
-def run(train_and_evaluate: Callable, *, experiment: str, config_flag, workdir_flag) -> None:
-    """app.run with clear errors: a user error prints 'error: ...' on one line and exits 1;
-    an interruption exits 130 after its checkpoint is saved."""
+def run(train_and_evaluate: Callable, *, experiment: str, config_file: str,
+        description: str = "") -> None:
+    """Define --config (a locked ml-collections config file, default ``config_file``) and
+    --workdir (default runs/<experiment>/<preset>), then app.run ``train_and_evaluate(config,
+    workdir)`` with clear errors: a user error prints 'error: ...' on one line and exits 1;
+    an interruption exits 130 after its checkpoint is saved.
+
+    The flags are defined here, not when an experiment module is imported, so that several
+    experiments can be imported in one process (tests, notebooks)."""
+    from ml_collections import config_flags
+
+    config_flag = config_flags.DEFINE_config_file(
+        "config", config_file,
+        f"{description or experiment} config file, optionally with :preset.", lock_config=True)
+    workdir_flag = flags.DEFINE_string(
+        "workdir", None, f"Output folder (default runs/{experiment}/<preset>).")
 
     def main(argv):
         if len(argv) > 1:

@@ -3,6 +3,7 @@ before compiling anything, give the test split a fixed preprocessing, write resu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -27,6 +28,8 @@ def prepare(config, workdir: str, *, kinds=("image",)) -> gdata.Dataset:
             f"dataset {config.data.name!r} holds {ds.kind}, but this experiment needs "
             f"{' or '.join(kinds)}; pick e.g. " + ", ".join(
                 n for n in gdata.EMBEDDED if gdata.load(n).kind in kinds))
+    if config.data.get("classes"):
+        ds = select_classes(ds, tuple(config.data.classes))
     cfglib.validate_batch_vs_data(config, len(ds.train))
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -34,6 +37,21 @@ def prepare(config, workdir: str, *, kinds=("image",)) -> gdata.Dataset:
     log(f"{config.data.name}: {len(ds.train)} train / {len(ds.test)} test examples of shape "
         f"{ds.example_shape}; workdir {os.path.abspath(workdir)}; devices {jax.devices()}")
     return ds
+
+
+def select_classes(ds: gdata.Dataset, classes: tuple) -> gdata.Dataset:
+    """The dataset restricted to examples whose label is in ``classes`` (both splits)."""
+    if ds.train_labels is None:
+        raise gdata.DatasetError(f"data.classes={classes} needs labels, but {ds.name!r} has "
+                                 "none; set --config.data.classes='()'")
+    bad = [c for c in classes if not 0 <= int(c) < ds.num_classes]
+    if bad:
+        raise gdata.DatasetError(f"data.classes: {bad} are not labels of {ds.name!r} "
+                                 f"(0..{ds.num_classes - 1})")
+    keep_tr, keep_te = np.isin(ds.train_labels, classes), np.isin(ds.test_labels, classes)
+    return dataclasses.replace(ds, train=ds.train[keep_tr], test=ds.test[keep_te],
+                               train_labels=ds.train_labels[keep_tr],
+                               test_labels=ds.test_labels[keep_te])
 
 
 def fixed_view(x: np.ndarray, mode: str, seed: int = 0) -> np.ndarray:

@@ -34,16 +34,26 @@ def reconstructions_figure(path: str, x, *, reconstruct: Callable) -> np.ndarray
     return save_image_grid(path, np.concatenate(rows), ncol=ncol)
 
 
+def interpolation_paths(x0, x1, *, encode_mean: Callable, decode_mean: Callable,
+                        steps: int = 10, spherical: bool = False) -> np.ndarray:
+    """Decoded points of the linear (or spherical) paths between the codes of the pairs
+    (x0[i], x1[i]) [P, *E]: frames [steps, P, *E]."""
+    z0, z1 = encode_mean(np.asarray(x0)), encode_mean(np.asarray(x1))   # [P, Z]
+    path_z = (slerp if spherical else lerp)(z0, z1, steps)              # [S, P, Z]
+    s, p, zd = path_z.shape
+    return np.asarray(decode_mean(path_z.reshape(s * p, zd))).reshape(
+        (s, p) + tuple(np.shape(x0)[1:]))
+
+
 def interpolation_figure(path: str, x0, x1, *, encode_mean: Callable,
                          decode_mean: Callable, steps: int = 10,
                          spherical: bool = False) -> np.ndarray:
     """One row per pair (x0[i], x1[i]) [P, H, W, C]: the two inputs at the ends, decoded
-    points of the linear (or spherical) path between their codes in between."""
-    z0, z1 = encode_mean(np.asarray(x0)), encode_mean(np.asarray(x1))   # [P, Z]
-    path_z = (slerp if spherical else lerp)(z0, z1, steps)              # [S, P, Z]
-    s, p, zd = path_z.shape
-    decoded = np.asarray(decode_mean(path_z.reshape(s * p, zd))).reshape(
-        (s, p) + tuple(np.shape(x0)[1:]))
+    points of the linear (or spherical) path between their codes in between. Returns the
+    decoded frames [steps, P, H, W, C]."""
+    decoded = interpolation_paths(x0, x1, encode_mean=encode_mean, decode_mean=decode_mean,
+                                  steps=steps, spherical=spherical)
     rows = np.concatenate([np.asarray(x0)[None], decoded, np.asarray(x1)[None]], 0)
     rows = np.swapaxes(rows, 0, 1).reshape((-1,) + tuple(np.shape(x0)[1:]))
-    return save_image_grid(path, rows, ncol=steps + 2)
+    save_image_grid(path, rows, ncol=steps + 2)
+    return decoded

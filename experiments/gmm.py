@@ -1,0 +1,199 @@
+"""Fit and evaluate a mixture model: a Gaussian mixture (EM or gradient-based maximum
+likelihood) on 2-D points, or a mixture of Bernoullis (EM) on binarised digits.
+
+    python -m experiments.gmm --config=configs/gmm.py[:quick|moons|gradient|digits|mnist5k]
+        [--workdir=runs/gmm/default] [--config.model.num_components=10 ...]
+
+Writes into the workdir: config.json, results.json (train and test log-likelihood in nats
+per example, the restarts' spread, iterations), params.npz, and a figure: density.png for
+2-D data (data, density contours, samples) or means.png and samples.png for images
+(component means sorted by weight, and draws of the generative process). The gradient
+method also writes the training loop's checkpoints/, tensorboard/ and metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from genjax import viz
+from genjax.data import transforms
+from genjax.models import bernoulli_mixture as bm
+from genjax.models import gmm
+from genjax.train import cli, config as cfglib, experiment, init_state, make_optimizer
+from genjax.train import make_train_step, train
+from genjax.train.writers import log
+from genjax.viz import density
+
+
+FAMILIES = ("gaussian", "bernoulli")
+METHODS = ("em", "gradient")
+
+
+def validate(config):
+    cfglib.one_of(config, "model.family", FAMILIES)
+    cfglib.one_of(config, "model.covariance_type", gmm.COVARIANCE_TYPES)
+    cfglib.one_of(config, "fit.method", METHODS)
+    cfglib.one_of(config, "fit.init", gmm.INITS)
+    for f in ("model.num_components", "fit.restarts", "fit.tol", "fit.max_iter",
+              "data.binarizations", "plots.grid", "plots.num_samples"):
+        cfglib.positive(config, f)
+    cfglib.positive(config, "fit.reg_covar", allow_zero=True)
+    cfglib.positive(config, "fit.prior_count", allow_zero=True)
+    cfglib.require(config.model.family == "gaussian" or config.fit.method == "em",
+                   "fit.method", config.fit.method, "'em' for the mixture of Bernoullis")
+    cfglib.require(config.model.family == "gaussian"
+                   or config.data.preprocess == "dynamic_binarize", "data.preprocess",
+                   config.data.preprocess, "'dynamic_binarize' for the mixture of Bernoullis")
+    cfglib.require(config.fit.method == "em" or config.optim.grad_clip == 0,
+                   "optim.grad_clip", config.optim.grad_clip,
+                   "0 (a global-norm clip would couple the restarts trained together)")
+
+
+def load_arrays(config, ds):
+    """(x_train [N, D], x_test [M, D]) float32 for the model. Points as they are; images
+    flattened: binarised ``data.binarizations`` times (fixed seeds 1, 2, ...) and stacked
+    for the Bernoulli mixture, the test split binarised once (seed 0, `fixed_view`, the
+    VAE's protocol); other preprocess modes through `fixed_view`."""
+    if ds.kind == "points":
+        cfglib.require(config.data.preprocess == "none", "data.preprocess",
+                       config.data.preprocess, "'none' for 2-D points")
+        return np.asarray(ds.train, np.float32), np.asarray(ds.test, np.float32)
+    flat = lambda a: np.asarray(a, np.float32).reshape(len(a), -1)
+    mode = config.data.preprocess
+    x_test = flat(experiment.fixed_view(ds.test, mode))
+    if mode == "dynamic_binarize":
+        x_train = np.concatenate([
+            flat(transforms.to_unit(transforms.binarize_static(ds.train, seed=1 + i)))
+            for i in range(config.data.binarizations)])
+    else:
+        x_train = flat(experiment.fixed_view(ds.train, mode, seed=1))
+    return x_train, x_test
+
+
+def fit_em(config, x_train):
+    m, f = config.model, config.fit
+    key = jax.random.key(config.seed)
+    if m.family == "bernoulli":
+        return bm.fit_em(key, x_train, m.num_components, init=f.init, restarts=f.restarts,
+                         tol=f.tol, max_iter=f.max_iter, prior_count=f.prior_count)
+    return gmm.fit_em(key, x_train, m.num_components, covariance_type=m.covariance_type,
+                      init=f.init, restarts=f.restarts, tol=f.tol, max_iter=f.max_iter,
+                      reg_covar=f.reg_covar)
+
+
+def fit_gradient(config, x_train, workdir):
+    """Adam on the unconstrained parameters of ``fit.restarts`` mixtures at once, through
+    genjax.train (minibatches, checkpoints, resuming), from the same initialisation as EM.
+    Returns (best EMResult-like record, all restarts, the loop's summary)."""
+    m, f, ct = config.model, config.fit, config.model.covariance_type
+    x = jnp.asarray(x_train)
+    keys = jax.random.split(jax.random.key(config.seed), f.restarts)
+    inits = jax.vmap(lambda k: gmm.init_params(k, x, m.num_components, method=f.init,
+                                               covariance_type=ct,
+                                               reg_covar=f.reg_covar))(keys)
+    u = jax.vmap(lambda p: gmm.to_unconstrained(p, covariance_type=ct))(inits)
+    tx, hparams, schedule = make_optimizer(config.optim, config.train.num_steps)
+    state = init_state(u, tx, hparams)
+    step = make_train_step(gmm.make_mle_loss(ct), tx, schedule)
+    state, summary = train(state, step, x_train, cfg=config.train, seed=config.seed,
+                           workdir=workdir)
+    params = jax.vmap(lambda v: gmm.from_unconstrained(v, covariance_type=ct))(state.params)
+    ll = jax.vmap(lambda v: jnp.mean(gmm.unconstrained_log_likelihood(
+        x, v, covariance_type=ct)))(state.params)
+    n = jnp.full((f.restarts,), config.train.num_steps, jnp.int32)
+    results = gmm.EMResult(params, ll, ll, n, jnp.ones((f.restarts,), bool))
+    best, _ = gmm.best_of(results)
+    gmm.check_fit(best, fix="lower --config.optim.lr")
+    return best, results, summary
+
+
+def _log_prob_fn(config):
+    if config.model.family == "bernoulli":
+        return lambda x, p: bm.log_likelihood(x, p)
+    return lambda x, p: gmm.log_likelihood(x, p, covariance_type=config.model.covariance_type)
+
+
+def _sample(config, key, params, num):
+    if config.model.family == "bernoulli":
+        return bm.sample(key, params, num)[0]
+    return gmm.sample(key, params, num, covariance_type=config.model.covariance_type)[0]
+
+
+def write_figures(config, workdir, ds, params, x_train):
+    p = config.plots
+    samples = np.asarray(_sample(config, jax.random.key(config.seed + 2), params,
+                                 p.num_samples if ds.kind == "points" else 64))
+    if ds.kind == "points":
+        log_prob = jax.jit(lambda pts: _log_prob_fn(config)(pts, params))
+        density.density_figure(
+            os.path.join(workdir, "density.png"), log_prob=log_prob, data=x_train,
+            samples=samples, means=params.means, size=p.grid,
+            title=f"{config.model.num_components}-component Gaussian mixture "
+                  f"({config.model.covariance_type}) on {config.data.name}")
+        return
+    shape = ds.example_shape
+    order = np.argsort(-np.asarray(params.weights))
+    means = (jax.nn.sigmoid(params.logits) if config.model.family == "bernoulli"
+             else params.means)
+    means = np.asarray(means)[order].reshape((-1,) + shape)
+    lo, hi = means.min(), means.max()
+    if lo < 0 or hi > 1:                     # Gaussian means of e.g. symmetric data
+        means = (means - lo) / max(hi - lo, 1e-12)
+    scale = max(2, 56 // shape[0])           # 8x8 digits drawn 7x larger
+    viz.save_image_grid(os.path.join(workdir, "means.png"), means, scale=scale)
+    viz.save_image_grid(os.path.join(workdir, "samples.png"),
+                        np.clip(samples, 0, 1).reshape((-1,) + shape), scale=scale)
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+    validate(config)
+    ds = experiment.prepare(config, workdir, kinds=("points", "image"))
+    cfglib.require(config.model.num_components <= len(ds.train), "model.num_components",
+                   config.model.num_components,
+                   f"at most the {len(ds.train)} training examples of {config.data.name!r}")
+    x_train, x_test = load_arrays(config, ds)
+    t = time.perf_counter()
+    summary = {}
+    try:
+        if config.fit.method == "em":
+            best, results = fit_em(config, x_train)
+        else:
+            best, results, summary = fit_gradient(config, x_train, workdir)
+    except FloatingPointError as e:
+        raise cfglib.ConfigError(f"{e} (--config.fit.reg_covar / --config.fit.prior_count "
+                                 "/ --config.model.num_components)") from None
+    fit_s = time.perf_counter() - t
+    params = best.params
+    test_ll = float(jnp.mean(_log_prob_fn(config)(jnp.asarray(x_test), params)))
+    lls = np.asarray(results.log_likelihood)
+    metrics = {
+        "train/log_likelihood": float(best.log_likelihood),
+        "test/log_likelihood": test_ll,
+        "test/nll": -test_ll,
+        "fit/n_iter": int(best.n_iter),
+        "fit/converged": float(best.converged),
+        "fit/restart_log_likelihood_min": float(np.nanmin(lls)),
+        "fit/restart_log_likelihood_max": float(np.nanmax(lls)),
+        "fit/seconds": fit_s,
+    }
+    if ds.kind == "image" and config.data.preprocess == "dequantize":
+        d = x_test.shape[1]
+        metrics["test/bits_per_dim"] = -(test_ll - d * math.log(256)) / (d * math.log(2))
+    log(f"fit {config.model.family} mixture, K={config.model.num_components}, "
+        f"{config.fit.method} x{config.fit.restarts} restarts in {fit_s:.1f}s")
+    np.savez(os.path.join(workdir, "params.npz"),
+             **{k: np.asarray(v) for k, v in params._asdict().items()})
+    write_figures(config, workdir, ds, params, x_train)
+    return experiment.finish(workdir, config, metrics, summary=summary)
+
+
+if __name__ == "__main__":
+    cli.run(train_and_evaluate, experiment="gmm",
+            config_file=os.path.join(os.path.dirname(__file__), "..", "configs", "gmm.py"),
+            description="Mixture-model")
