@@ -182,21 +182,22 @@ def torch_adam(model, optim, *, fused: bool = False):
 
 
 def torch_runner(config, train_u8: np.ndarray, steps: int, layers, *,
-                 fused_adam: bool = False):
+                 fused_adam: bool = False, device: str = "cpu"):
     """Returns run(): ``steps`` eager training steps, batches drawn without replacement
-    from a fresh randperm each epoch, returning the last loss as a float."""
+    from a fresh randperm each epoch, returning the last loss as a float (which also waits
+    for a GPU to finish). ``device``: "cpu" or "cuda" (data, model and optimiser there)."""
     torch = _torch()
     torch.manual_seed(config.seed)
-    data = torch.from_numpy(np.array(train_u8).reshape(len(train_u8), -1))  # writeable copy
-    model = make_torch_vae(layers)
+    data = torch.from_numpy(np.array(train_u8).reshape(len(train_u8), -1)).to(device)
+    model = make_torch_vae(layers).to(device)
     opt = torch_adam(model, config.optim, fused=fused_adam)
     batch, n = int(config.train.batch_size), len(train_u8)
-    holder = {"perm": torch.randperm(n), "pos": 0}
+    holder = {"perm": torch.randperm(n, device=device), "pos": 0}
 
     def run():
         for _ in range(steps):
             if holder["pos"] + batch > n:
-                holder["perm"], holder["pos"] = torch.randperm(n), 0
+                holder["perm"], holder["pos"] = torch.randperm(n, device=device), 0
             idx = holder["perm"][holder["pos"]:holder["pos"] + batch]
             holder["pos"] += batch
             x = torch.bernoulli(data[idx].float().div_(255.0))
@@ -273,13 +274,28 @@ def peer_check(config=None, train_u8: np.ndarray | None = None, *, seed: int = 0
 
 # ---------------------------------------------------------------------------- benchmark
 
+def torch_device(requested: str) -> str:
+    """"auto" -> "cuda" when PyTorch sees a GPU and jax runs on one, else "cpu"."""
+    torch = _torch()
+    if requested != "auto":
+        if requested == "cuda" and not torch.cuda.is_available():
+            raise SystemExit("error: --torch-device=cuda but PyTorch sees no GPU")
+        return requested
+    return "cuda" if torch.cuda.is_available() and jax.default_backend() == "gpu" else "cpu"
+
+
 def run_benchmark(*, steps: int = 200, repeats: int = 10, quick: bool = False,
-                  pause_s: float = 0.05) -> dict:
-    """Measures everything and returns the JSON record (without device/versions)."""
+                  pause_s: float = 0.05, torch_on: str = "auto",
+                  batch_size: int | None = None) -> dict:
+    """Measures everything and returns the JSON record (without device/versions).
+    ``batch_size`` overrides the config's 128 (e.g. to fill a GPU)."""
     torch = _torch()
     cores = common.core_count()
     torch.set_num_threads(cores)
+    dev = torch_device(torch_on)
     config = model_config()
+    if batch_size:
+        config.train.batch_size = batch_size
     ds = gdata.load(config.data.name)
     train_u8 = np.asarray(ds.train)
     batch = int(config.train.batch_size)
@@ -289,11 +305,12 @@ def run_benchmark(*, steps: int = 200, repeats: int = 10, quick: bool = False,
 
     peer = peer_check(config, train_u8)
     run_genjax, compile_times = genjax_runner(config, train_u8, steps)
-    sizes = (1024,) if quick else (1024, 2048)
+    sizes = ((1024,) if quick else (1024, 2048, 4096, 8192) if jax.default_backend() == "gpu"
+             else (1024, 2048))
     contenders = {"genjax": run_genjax,
-                  "torch": torch_runner(config, train_u8, steps, layers),
+                  "torch": torch_runner(config, train_u8, steps, layers, device=dev),
                   "torch_fused_adam": torch_runner(config, train_u8, steps, layers,
-                                                   fused_adam=True)}
+                                                   fused_adam=True, device=dev)}
     matmul_flops = {}
     for n in sizes:
         contenders[f"matmul_{n}"], matmul_flops[f"matmul_{n}"] = common.matmul_timer(n)
@@ -320,6 +337,7 @@ def run_benchmark(*, steps: int = 200, repeats: int = 10, quick: bool = False,
             "layers": [list(l) for l in layers], "latent_dim": config.model.latent_dim,
             "optimizer": {k: config.optim[k] for k in ("name", "lr", "b1", "b2", "eps")},
             "steps_per_dispatch": steps, "repeats": repeats, "torch_threads": cores,
+            "jax_backend": jax.default_backend(), "torch_device": dev,
         },
         "genjax": {**compile_times, "steps_per_s": g_sps, "examples_per_s": g_sps * batch,
                    "achieved_flops": g_flops, "block_s": common.summarize(times["genjax"])},
@@ -362,7 +380,8 @@ def summary_text(r: dict) -> str:
                 f"{side['steps_per_s']:7.1f} steps/s {side['achieved_flops'] / 1e9:6.1f} GFLOP/s")
 
     lines = [
-        f"VAE 784-400-20 on {c['dataset']}, batch {c['batch_size']}: medians of "
+        f"VAE 784-400-20 on {c['dataset']}, batch {c['batch_size']} (jax on {c['jax_backend']}, torch on "
+        f"{c['torch_device']}): medians of "
         f"{c['repeats']} interleaved blocks of {c['steps_per_dispatch']} steps",
         row("genjax", r["genjax"])
         + f"  (lower + compile {r['genjax']['lower_and_compile_s']:.2f} s, apart)",
@@ -394,11 +413,15 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=None,
                    help="interleaved timed blocks per contender (default 10; 2 with --quick)")
     p.add_argument("--quick", action="store_true", help="a few seconds, for smoke tests")
+    p.add_argument("--torch-device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where the PyTorch peer runs (auto: the GPU when jax also uses one)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="override the config's batch size of 128 (e.g. 4096 on a GPU)")
     args = p.parse_args(argv)
-    for name in ("steps", "repeats"):
+    for name in ("steps", "repeats", "batch_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
-            p.error(f"--{name} must be a positive integer, got {value}")
+            p.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     return args
 
 
@@ -406,7 +429,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     steps = args.steps or (10 if args.quick else 200)
     repeats = args.repeats or (2 if args.quick else 10)
-    record = run_benchmark(steps=steps, repeats=repeats, quick=args.quick)
+    record = run_benchmark(steps=steps, repeats=repeats, quick=args.quick,
+                           torch_on=args.torch_device, batch_size=args.batch_size)
     path = common.write_json(args.out, record)
     print(summary_text(record))
     print(f"wrote {path}")
