@@ -91,6 +91,13 @@ def build(config, example_shape):
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
+    """Trains (or resumes) in ``workdir``, evaluates, writes figures and results.json;
+    returns the final metrics."""
+    return fit(config, workdir)[0]
+
+
+def fit(config, workdir: str) -> tuple[dict, VAE]:
+    """`train_and_evaluate`, also returning the trained model."""
     validate(config)
     ds = experiment.prepare(config, workdir)
     m = config.model
@@ -124,8 +131,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
                            cfg=config.train, seed=config.seed, workdir=workdir,
                            eval_fn=evaluate)
     metrics = {f"test/{k}": v for k, v in evaluate(state).items()}
-    metrics.update(report(config, workdir, ds, nnx.merge(graphdef, state.params), x_test))
-    return experiment.finish(workdir, config, metrics, summary=summary)
+    vae = nnx.merge(graphdef, state.params)
+    metrics.update(report(config, workdir, ds, vae, x_test))
+    return experiment.finish(workdir, config, metrics, summary=summary), vae
 
 
 def report(config, workdir, ds, vae, x_test) -> dict:

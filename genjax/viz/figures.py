@@ -57,3 +57,25 @@ def interpolation_figure(path: str, x0, x1, *, encode_mean: Callable,
     rows = np.swapaxes(rows, 0, 1).reshape((-1,) + tuple(np.shape(x0)[1:]))
     save_image_grid(path, rows, ncol=steps + 2)
     return decoded
+
+
+def side_by_side_figure(path: str, panels: dict, *, ncol: int = 8,
+                        suptitle: str = "") -> None:
+    """One titled image grid per panel, left to right (e.g. the same prior draws decoded
+    by an autoencoder and by a VAE). panels: {title: images [N, H, W, C] in [0, 1]}."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from genjax.viz.grid import image_grid
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.6), squeeze=False)
+    for ax, (title, images) in zip(axes[0], panels.items()):
+        ax.imshow(image_grid(images, ncol=ncol), interpolation="nearest")
+        ax.set_title(title, fontsize=10)
+        ax.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
