@@ -274,3 +274,24 @@ def write_json(path: str, record: dict) -> str:
         json.dump(_jsonable(record), f, indent=2)
         f.write("\n")
     return path
+
+
+def base_parser(prog: str, doc: str, default_out: str, *, repeats_help: str,
+                quick_help: str = "a few seconds, for smoke tests"):
+    """The options every benchmark has: --out (JSON path), --repeats, --quick."""
+    import argparse
+    p = argparse.ArgumentParser(prog=f"python -m {prog}", description=doc.split("\n\n")[0])
+    p.add_argument("--out", default=default_out, help="JSON output path")
+    p.add_argument("--repeats", type=int, default=None, help=repeats_help)
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    return p
+
+
+def parse_positive(p, argv, names: Sequence[str] = ("repeats",)):
+    """p.parse_args(argv), then a usage error for any of ``names`` given and < 1."""
+    args = p.parse_args(argv)
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    return args

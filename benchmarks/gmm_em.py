@@ -31,7 +31,6 @@ records the share of the CPUs other processes used meanwhile
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -186,16 +185,10 @@ def summary_text(r: dict) -> str:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.gmm_em",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=DEFAULT_OUT, help="JSON output path")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="interleaved rounds (default 3; 1 with --quick)")
-    p.add_argument("--quick", action="store_true", help="2,000 points in 2-D and 16-D: seconds, for smoke tests")
-    args = p.parse_args(argv)
-    if args.repeats is not None and args.repeats < 1:
-        p.error(f"--repeats must be a positive integer, got {args.repeats}")
-    return args
+    p = common.base_parser("benchmarks.gmm_em", __doc__, DEFAULT_OUT,
+                           repeats_help="interleaved rounds (default 3; 1 with --quick)",
+                           quick_help="2,000 points in 2-D and 16-D: seconds, for smoke tests")
+    return common.parse_positive(p, argv)
 
 
 def main(argv=None) -> dict:

@@ -40,7 +40,6 @@ one-step Adam update.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
@@ -299,6 +298,9 @@ def run_benchmark(*, steps: int = 200, repeats: int = 10, quick: bool = False,
     ds = gdata.load(config.data.name)
     train_u8 = np.asarray(ds.train)
     batch = int(config.train.batch_size)
+    if batch > len(train_u8):
+        raise SystemExit(f"error: --batch-size={batch} is more than the {len(train_u8)} "
+                         f"training examples of {config.data.name}")
     layers = dense_layers(config, math.prod(ds.example_shape))
     dots = common.dense_training_dots(batch, layers)
     flops_per_step = sum(d.flops for d in dots)
@@ -405,24 +407,17 @@ def summary_text(r: dict) -> str:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.vae_throughput",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=DEFAULT_OUT, help="JSON output path")
+    p = common.base_parser("benchmarks.vae_throughput", __doc__, DEFAULT_OUT,
+                           repeats_help="interleaved timed blocks per contender (default 10; "
+                                        "2 with --quick)")
     p.add_argument("--steps", type=int, default=None,
                    help="training steps per timed block (default 200; 10 with --quick)")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="interleaved timed blocks per contender (default 10; 2 with --quick)")
-    p.add_argument("--quick", action="store_true", help="a few seconds, for smoke tests")
     p.add_argument("--torch-device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where the PyTorch peer runs (auto: the GPU when jax also uses one)")
     p.add_argument("--batch-size", type=int, default=None,
-                   help="override the config's batch size of 128 (e.g. 4096 on a GPU)")
-    args = p.parse_args(argv)
-    for name in ("steps", "repeats", "batch_size"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            p.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
-    return args
+                   help="override the config's batch size of 128 (at most the 4,000 "
+                        "training digits; e.g. 2048 on a GPU)")
+    return common.parse_positive(p, argv, ("steps", "repeats", "batch_size"))
 
 
 def main(argv=None) -> dict:
