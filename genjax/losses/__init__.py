@@ -1,7 +1,8 @@
 """Pure objectives, one file per family. Every function takes arrays and plain callables
 and documents its shapes; units are nats unless a name says bits."""
 
-from genjax.losses import gmm
+from genjax.losses import ddpm, gmm
+from genjax.losses.ddpm import bits_per_dim, noise_loss, vlb_terms
 from genjax.losses.gmm import bernoulli_mixture_log_likelihood
 from genjax.losses.gmm import elbo as gmm_elbo
 from genjax.losses.gmm import log_likelihood as gmm_log_likelihood
@@ -9,6 +10,7 @@ from genjax.losses.gmm import responsibilities as gmm_responsibilities
 from genjax.losses.vae import (autoencoder_loss, elbo, elbo_terms, iw_log_weights, iwae_bound,
                                iwae_bound_terms, log_likelihood)
 
-__all__ = ["autoencoder_loss", "bernoulli_mixture_log_likelihood", "elbo", "elbo_terms", "gmm",
+__all__ = ["autoencoder_loss", "bernoulli_mixture_log_likelihood", "bits_per_dim", "ddpm",
+           "elbo", "elbo_terms", "gmm", "noise_loss", "vlb_terms",
            "gmm_elbo", "gmm_log_likelihood", "gmm_responsibilities", "iw_log_weights", "iwae_bound",
            "iwae_bound_terms", "log_likelihood"]

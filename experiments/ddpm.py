@@ -1,0 +1,185 @@
+"""Train and evaluate a DDPM.
+
+    python -m experiments.ddpm --config=configs/ddpm.py[:quick|gpu|cifar10]
+        [--workdir=runs/ddpm/PRESET] [--config.diffusion.prediction=v ...]
+
+Trains a U-Net denoiser on the simplified noise objective with the shared loop (EMA of
+the parameters in the train state), then, with the EMA parameters: the test-set
+variational bound in bits/dim, samples from the ancestral (T-step) and DDIM samplers,
+and the classifier Fréchet distance of each sampler's samples against the test images.
+
+Writes into the workdir: checkpoints/, tensorboard/, metrics.jsonl, config.json,
+samples_ancestral.png, samples_ddim.png, denoising_trajectory.png (x_T ... x_0, one row
+per image) and results.json.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from genjax import diffusion, losses, viz
+from genjax.data import transforms
+from genjax.diffusion import forward, reverse, samplers
+from genjax.eval import map_dataset, sample_quality
+from genjax.nn.unet import UNet
+from genjax.train import cli, config as cfglib, experiment, init_state, make_optimizer
+from genjax.train import make_train_step, train
+from genjax.train.ema import ema_params, ema_step, with_ema
+from genjax.train.writers import log
+
+PREPROCESS = ("symmetric", "dequantize")
+
+
+def validate(config):
+    d, e = config.diffusion, config.eval
+    cfglib.one_of(config, "diffusion.schedule", diffusion.schedules.KINDS)
+    cfglib.one_of(config, "diffusion.prediction", forward.PREDICTIONS)
+    cfglib.one_of(config, "diffusion.variance", reverse.VARIANCES)
+    cfglib.one_of(config, "data.preprocess", PREPROCESS)
+    for f in ("diffusion.num_steps", "model.channels", "model.num_res_blocks",
+              "model.groups", "eval.batch_size", "eval.bound_t", "eval.ddim_steps",
+              "eval.classifier_steps"):
+        cfglib.positive(config, f)
+    for f in ("eval.bound_examples", "eval.fd_samples", "eval.ancestral_fd_samples"):
+        cfglib.positive(config, f, allow_zero=True)
+    cfglib.require(d.num_steps >= 2, "diffusion.num_steps", d.num_steps, "at least 2")
+    cfglib.require(e.bound_t <= d.num_steps - 1, "eval.bound_t", e.bound_t,
+                   f"at most diffusion.num_steps - 1 = {d.num_steps - 1}")
+    cfglib.require(e.ddim_steps <= d.num_steps, "eval.ddim_steps", e.ddim_steps,
+                   f"at most diffusion.num_steps = {d.num_steps}")
+    cfglib.require(0.0 <= config.model.dropout < 1.0, "model.dropout", config.model.dropout,
+                   "in [0, 1)")
+    cfglib.require(0.0 <= config.ema.decay < 1.0, "ema.decay", config.ema.decay, "in [0, 1)")
+
+
+def build(config, example_shape):
+    """(graphdef, state with EMA, step, schedule). The loss runs on uint8 batches."""
+    m, d = config.model, config.diffusion
+    net = UNet(example_shape, channels=m.channels, channel_mults=tuple(m.channel_mults),
+               num_res_blocks=m.num_res_blocks,
+               attention_resolutions=tuple(m.attention_resolutions), dropout=m.dropout,
+               groups=m.groups, rngs=nnx.Rngs(config.seed))
+    graphdef, params = nnx.split(net)
+    schedule = diffusion.make_schedule(d.schedule, d.num_steps)
+    tx, hparams, lr_schedule = make_optimizer(config.optim, config.train.num_steps)
+    state = with_ema(init_state(params, tx, dict(hparams, ema_decay=config.ema.decay)))
+
+    def loss_fn(params, batch, key, hp):
+        k_data, k_loss, k_drop = jax.random.split(key, 3)
+        x0 = transforms.preprocess(k_data, batch, config.data.preprocess)
+        if config.data.preprocess == "dequantize":
+            x0 = 2.0 * x0 - 1.0
+        unet = nnx.merge(graphdef, params)
+        return losses.ddpm.noise_loss(x0, k_loss, model_fn=lambda x, t: unet(x, t, key=k_drop),
+                                      schedule=schedule, prediction=d.prediction)
+
+    step = ema_step(make_train_step(loss_fn, tx, lr_schedule))
+    return graphdef, state, step, schedule
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+    validate(config)
+    ds = experiment.prepare(config, workdir)
+    d, e, p = config.diffusion, config.eval, config.plots
+    graphdef, state, step, schedule = build(config, ds.example_shape)
+    x_test = np.asarray(ds.test[:e.bound_examples or None])
+    dims = int(np.prod(ds.example_shape))
+
+    def bound(params, u8, key):                     # per-image bits/dim on 8-bit data
+        unet = nnx.merge(graphdef, params)
+        t = losses.ddpm.vlb_terms(transforms.to_symmetric(u8), key, model_fn=unet,
+                                  schedule=schedule, prediction=d.prediction,
+                                  variance=d.variance, num_t=e.bound_t)
+        return {k: losses.ddpm.bits_per_dim(v, dims) for k, v in t.items()}
+
+    def evaluate(state):
+        out = map_dataset(lambda u8, k: bound(ema_params(state), u8, k), x_test,
+                          jax.random.key(config.seed + 1), batch_size=e.batch_size)
+        return {f"{k}_bpd": float(v.mean()) for k, v in out.items()}
+
+    state, summary = train(state, step, ds.train, cfg=config.train, seed=config.seed,
+                           workdir=workdir, eval_fn=evaluate)
+    t0 = time.perf_counter()
+    metrics = {f"test/{k}": v for k, v in evaluate(state).items()}
+    log(f"test bound {metrics['test/bound_bpd']:.4f} bits/dim on {len(x_test)} images "
+        f"({time.perf_counter() - t0:.0f} s)")
+    metrics.update(report(config, workdir, ds, graphdef, ema_params(state), schedule))
+    return experiment.finish(workdir, config, metrics, summary=summary)
+
+
+def make_samplers(config, graphdef, params, schedule, example_shape):
+    """{"ancestral": f, "ddim": f} with f(key, n) -> images [n, *E] in [0, 1] (jitted
+    once per n)."""
+    d, e = config.diffusion, config.eval
+    common = dict(prediction=d.prediction, clip=d.clip)
+
+    def run(name, params, key, n):
+        unet = nnx.merge(graphdef, params)
+        shape = (n, *example_shape)
+        if name == "ancestral":
+            x = samplers.ancestral(key, unet, schedule, shape, variance=d.variance, **common)
+        else:
+            x = samplers.ddim(key, unet, schedule, shape, num_steps=e.ddim_steps,
+                              eta=e.ddim_eta, **common)
+        return (x + 1) / 2
+
+    jitted = jax.jit(run, static_argnums=(0, 3))
+    return {name: functools.partial(jitted, name, params) for name in ("ancestral", "ddim")}
+
+
+def _draw(fn, key, n, batch):
+    return np.concatenate([np.asarray(fn(jax.random.fold_in(key, i), min(batch, n - i)))
+                           for i in range(0, n, batch)]) if n else np.zeros((0,))
+
+
+def report(config, workdir, ds, graphdef, params, schedule) -> dict:
+    """Sample grids, the denoising trajectory and the Fréchet distance of each sampler."""
+    d, e, p = config.diffusion, config.eval, config.plots
+    fns = make_samplers(config, graphdef, params, schedule, ds.example_shape)
+    unet = nnx.merge(graphdef, params)
+    key = jax.random.key(config.seed + 2)
+    out = {}
+    for name, fn in fns.items():
+        t0 = time.perf_counter()
+        x = _draw(fn, key, p.num_samples, p.num_samples)
+        dt = time.perf_counter() - t0
+        viz.grid.save_image_grid(os.path.join(workdir, f"samples_{name}.png"), x)
+        log(f"{name}: {len(x)} samples in {dt:.1f} s (compile included)")
+    traj_n = p.trajectory_images
+    _, path = samplers.ancestral(key, unet, schedule, (traj_n, *ds.example_shape),
+                                 prediction=d.prediction, variance=d.variance, clip=d.clip,
+                                 return_path=True)
+    frames = np.linspace(0, d.num_steps, p.trajectory_frames).round().astype(int)
+    strip = np.asarray((path[frames] + 1) / 2).swapaxes(0, 1).reshape(
+        (traj_n * len(frames), *ds.example_shape))
+    viz.grid.save_image_grid(os.path.join(workdir, "denoising_trajectory.png"), strip,
+                             ncol=len(frames))
+    counts = {"ddim": e.fd_samples, "ancestral": e.ancestral_fd_samples}
+    if any(counts.values()):
+        clf = sample_quality.get_classifier(config.data.name, e.classifier_dir or None,
+                                            num_steps=e.classifier_steps)
+        out["test/classifier_accuracy"] = clf.test_accuracy
+        for name, n in counts.items():
+            if not n:
+                continue
+            t0 = time.perf_counter()
+            gen = _draw(fns[name], jax.random.fold_in(key, 7), n, e.batch_size * 2)
+            real = np.asarray(transforms.to_unit(ds.test[:n]))
+            out[f"test/frechet_distance_{name}"] = clf.frechet_distance(real, gen)
+            out[f"test/fd_samples_{name}"] = n
+            out[f"sampling/{name}_images_per_s"] = n / (time.perf_counter() - t0)
+            log(f"{name}: FD {out[f'test/frechet_distance_{name}']:.2f} over {n} samples")
+    return out
+
+
+if __name__ == "__main__":
+    cli.run(train_and_evaluate, experiment="ddpm",
+            config_file=os.path.join(os.path.dirname(__file__), "..", "configs", "ddpm.py"),
+            description="DDPM")

@@ -1,0 +1,46 @@
+"""An exponential moving average of the parameters, kept in the train state.
+
+    state = with_ema(init_state(params, tx, dict(hparams, ema_decay=0.999)))
+    step = ema_step(make_train_step(loss_fn, tx, schedule))
+    ema_params(state)                     # the averaged parameters, for sampling
+
+The average lives beside the optimiser state (``state.opt_state = (inner, ema)``), so
+checkpoints, resumption and sharding carry it without changes to the loop, and its decay
+is an array in ``state.hparams["ema_decay"]`` (sweepable like a learning rate). Updated
+after every step: ema <- decay * ema + (1 - decay) * params.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+
+from genjax.train.state import TrainState
+
+
+def with_ema(state: TrainState) -> TrainState:
+    """The state with an average initialised to the current parameters."""
+    if "ema_decay" not in state.hparams:
+        raise ValueError("with_ema needs hparams['ema_decay'] (e.g. 0.999)")
+    return state._replace(opt_state=(state.opt_state, state.params))
+
+
+def ema_params(state: TrainState):
+    """The averaged parameters of a state made by `with_ema`."""
+    return state.opt_state[1]
+
+
+def ema_step(step: Callable) -> Callable:
+    """Wraps ``step(state, batch, key) -> (state, metrics)`` (built for the state without
+    an average) into one that also updates the average."""
+
+    def wrapped(state: TrainState, batch, key):
+        inner, ema = state.opt_state
+        new, metrics = step(state._replace(opt_state=inner), batch, key)
+        d = state.hparams["ema_decay"]
+        ema = jax.tree_util.tree_map(lambda e, p: (d * e + (1 - d) * p).astype(e.dtype),
+                                     ema, new.params)
+        return new._replace(opt_state=(new.opt_state, ema)), metrics
+
+    return wrapped
