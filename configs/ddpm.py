@@ -4,7 +4,7 @@
              to [-1, 1], T = 1000 linear schedule, eps prediction; sized for a CPU
              (about 15-25 minutes on 2 cores; the samples are rough digits)
   gpu        the same data with a 32-channel, 3-level U-Net (28 -> 14 -> 7, attention at
-             7x7), 20,000 steps of batch 128: minutes on one GPU, recognisable digits
+             7x7), 15,000 steps of batch 128: minutes on one GPU, recognisable digits
   quick      a few seconds, for smoke tests (T = 50, a tiny U-Net)
   cifar10    the DDPM paper's CIFAR-10 setting (35.7M-parameter U-Net, dropout 0.1,
              800k steps of batch 128, EMA 0.9999): TFDS cifar10, for accelerators
@@ -30,7 +30,7 @@ def _quick(c):
 
 def _gpu(c):
     c.model.update(channels=32, channel_mults=(1, 2, 2), attention_resolutions=(7,))
-    c.train.update(num_steps=20_000, batch_size=128, steps_per_dispatch=500,
+    c.train.update(num_steps=15_000, batch_size=128, steps_per_dispatch=500,
                    checkpoint_every=5000)
     c.optim.update(warmup_steps=1000)
     c.eval.update(bound_examples=1000, bound_t=999, batch_size=250, fd_samples=1000,

@@ -35,7 +35,7 @@ def _quick(c):
 def _fvbn(c):
     c.model.name = "fvbn"
     c.optim.lr = 1e-2
-    c.train.update(num_steps=3000, checkpoint_every=1000)
+    c.train.update(num_steps=10_000, checkpoint_every=2000)
 
 
 def _made(c):
@@ -76,9 +76,9 @@ def get_config(arg=None):
     c.model = ml_collections.ConfigDict(dict(
         name="nade", hidden=(500,), context=0, ordering="natural", num_masks=1,
         components=10, init_bias_from_data=True))
-    c.optim = common.optim(lr=1e-3)
-    c.train = common.train(num_steps=6000, batch_size=128, steps_per_dispatch=100,
-                           checkpoint_every=2000)
+    c.optim = common.optim(lr=1e-3, schedule="cosine")
+    c.train = common.train(num_steps=5000, batch_size=128, steps_per_dispatch=100,
+                           checkpoint_every=1000)
     # num_examples: test examples evaluated (0 = all); train_examples: training examples
     # (one fixed binarisation, seed 1) whose log-likelihood is also reported (0 = skip)
     c.eval = ml_collections.ConfigDict(dict(batch_size=250, num_examples=0,

@@ -110,7 +110,7 @@ def test_nade_float32_at_mnist_size_matches_naive():
     assert np.all(fast < 0)
 
 
-@pytest.mark.parametrize("groups", [1, 2, 3, 5])
+@pytest.mark.parametrize("groups", [1, 3])
 def test_nade_hand_written_gradient_equals_autodiff_of_naive(groups):
     rng = np.random.default_rng(4)
     d, h, bsz = 12, 6, 6
@@ -189,13 +189,13 @@ def rnade_params(rng, d, h, k, v_scale=1.0):
 
 
 def test_rnade_density_integrates_to_one_in_2d():
-    """Trapezoidal rule on a 1201^2 grid over [-12, 12]^2 (step 0.02): every component
+    """Trapezoidal rule on a 801^2 grid over [-12, 12]^2 (step 0.03): every component
     met on the grid has |mean| < 3 and 0.2 < sigma < 3, so the grid resolves each
     Gaussian and the mass outside it is below 1e-9."""
     rng = np.random.default_rng(8)
     with jax.enable_x64(True):
         p = {k: jnp.asarray(v) for k, v in rnade_params(rng, 2, 6, 3, v_scale=0.3).items()}
-        t = np.linspace(-12.0, 12.0, 1201)
+        t = np.linspace(-12.0, 12.0, 801)
         gx, gy = np.meshgrid(t, t, indexing="ij")
         pts = jnp.asarray(np.stack([gx.ravel(), gy.ravel()], -1))
         _, means, log_s = ar.rnade_conditionals(pts, **p)

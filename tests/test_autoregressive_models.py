@@ -23,15 +23,19 @@ from tests.test_autoregressive_losses import all_binary
 D_ENUM = 10
 
 
-def scaled(model, factor):
+def scaled(model, factor, seed=42):
     """The model with every nnx.Param multiplied by ``factor`` and random biases added
-    (strong dependencies between dimensions, far from independent pixels)."""
+    (strong dependencies between dimensions, far from independent pixels). numpy does
+    the arithmetic: eager jax ops would compile once per new shape."""
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    leaves, tree = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(jax.random.key(42), len(leaves))
-    leaves = [factor * v + (0.5 * jax.random.normal(k, v.shape, v.dtype) if v.ndim == 1
-                            else 0.0) for v, k in zip(leaves, keys)]
-    return nnx.merge(graphdef, jax.tree_util.tree_unflatten(tree, leaves), rest)
+    rng = np.random.default_rng(seed)
+
+    def scale(v):
+        v = np.asarray(v)
+        return jnp.asarray(factor * v + (0.5 * rng.normal(size=v.shape) if v.ndim == 1
+                                         else 0.0), v.dtype)
+
+    return nnx.merge(graphdef, jax.tree_util.tree_map(scale, params), rest)
 
 
 def make_model(name, d, *, seed=0, **kw):
@@ -39,8 +43,9 @@ def make_model(name, d, *, seed=0, **kw):
     if name == "fvbn":
         m = FVBN((d,), **kw)
         graphdef, params = nnx.split(m)
-        w = jax.random.normal(jax.random.key(seed + 1), (d, d), params["W"][...].dtype)
-        params["W"][...] = 2.0 * w
+        dtype = params["W"][...].dtype
+        params["W"][...] = jnp.asarray(2.0 * np.random.default_rng(seed).normal(size=(d, d)),
+                                       dtype)
         return nnx.merge(graphdef, params)
     if name == "nade":
         return scaled(NADE((d,), hidden=kw.get("hidden", 7), rngs=rngs), 2.0)
@@ -89,15 +94,15 @@ def test_float32_models_normalise_to_float32_accuracy():
 # ------------------------------------------------------------------------- MADE masks
 
 @pytest.mark.parametrize("ordering, hidden, num_masks", [
-    ("natural", (32,), 1), ("reverse", (32,), 1), ("random", (24, 24), 3),
-    ("random", (40, 30, 20), 2)])
+    ("reverse", (32,), 1), ("random", (40, 30, 20), 3)])
 def test_made_output_i_does_not_depend_on_inputs_at_or_after_i(ordering, hidden, num_masks):
     d = 12
     model = make_model("made", d, ordering=ordering, hidden=hidden, num_masks=num_masks)
     x = jax.random.normal(jax.random.key(1), (d,))          # real inputs: ReLUs active
     orders = np.asarray(model.orders[...])
+    jacobian = jax.jit(jax.jacfwd(lambda v, k: model.logits(v[None], k)[0]))  # [out, in]
     for k in range(num_masks):
-        jac = np.asarray(jax.jacfwd(lambda v: model.logits(v[None], k)[0])(x))   # [out, in]
+        jac = np.asarray(jacobian(x, k))
         rank = np.empty(d, int)
         rank[orders[k]] = np.arange(d)
         forbidden = rank[None, :] >= rank[:, None]          # input j at/after output i
@@ -105,8 +110,6 @@ def test_made_output_i_does_not_depend_on_inputs_at_or_after_i(ordering, hidden,
         # the masks are not vacuous: outputs late in the ordering see earlier inputs
         last = orders[k][-1]
         assert np.count_nonzero(jac[last]) >= d // 2
-    if ordering == "natural":
-        np.testing.assert_array_equal(orders[0], np.arange(d))
     if ordering == "reverse":
         np.testing.assert_array_equal(orders[0], np.arange(d)[::-1])
 
@@ -122,6 +125,10 @@ def test_made_mask_connectivity_is_exactly_the_ordering():
         rank[orders[k]] = np.arange(d)
         allowed = rank[:, None] < rank[None, :]                              # j before i
         np.testing.assert_array_equal(paths > 0, allowed)
+    orders, masks = made_masks(d, (16,), ordering="natural", num_masks=2, seed=0)
+    np.testing.assert_array_equal(orders, np.tile(np.arange(d), (2, 1)))
+    assert not np.array_equal(masks[0][0], masks[0][1])     # degrees redrawn per mask
+    assert masks[1][0][:, 0].sum() == 0                      # x_0's logit is a constant
 
 
 # -------------------------------------------------------------------------- sampling
@@ -151,8 +158,9 @@ def test_ancestral_samples_follow_the_models_own_probabilities(name):
     The threshold is the 1 - 1e-6 quantile of chi2(31) (~ 80); the draws use a fixed key.
     A wrong sampler's statistic is about N * chi2-divergence(q || p) + 31; for the wrong
     samplers a bug would produce (independent pixels with the right marginals, the
-    reverse ordering, the conditionals shifted by one position) that is > 50x the
-    threshold (asserted below), so one cannot pass by chance."""
+    reverse ordering, the conditionals shifted by one position) that is > 20x the
+    threshold (asserted below); such a non-central chi-square has a standard deviation
+    of about the square root of twice its mean, so it never falls below the threshold."""
     kw = {"fvbn": {}, "nade": {"hidden": 7}, "made": {"hidden": (16, 16)}}[name]
     model = make_model(name, D_SAMPLE, **kw)
     x_all = jnp.asarray(all_binary(D_SAMPLE), jnp.float32)
@@ -178,7 +186,7 @@ def test_ancestral_samples_follow_the_models_own_probabilities(name):
     shifted = np.exp(lp_model[counts_index(np.roll(xb, 1, axis=1))])
     for q in (independent, reversed_order / reversed_order.sum(), shifted / shifted.sum()):
         expected_stat = N_SAMPLES * np.sum((q - p) ** 2 / p) + 2 ** D_SAMPLE - 1
-        assert expected_stat > 50 * threshold
+        assert expected_stat > 20 * threshold
 
 
 def test_samplers_are_one_scan_whose_program_does_not_grow_with_the_dimension():
