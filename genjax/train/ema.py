@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 
 from genjax.train.state import TrainState
 
@@ -23,7 +24,9 @@ def with_ema(state: TrainState) -> TrainState:
     """The state with an average initialised to the current parameters."""
     if "ema_decay" not in state.hparams:
         raise ValueError("with_ema needs hparams['ema_decay'] (e.g. 0.999)")
-    return state._replace(opt_state=(state.opt_state, state.params))
+    # a copy: the loop donates the state, and one buffer may not be donated twice
+    return state._replace(opt_state=(state.opt_state,
+                                     jax.tree_util.tree_map(jnp.copy, state.params)))
 
 
 def ema_params(state: TrainState):

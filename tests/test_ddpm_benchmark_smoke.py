@@ -1,0 +1,46 @@
+"""Smoke test of benchmarks/ddpm_throughput.py: the --quick CLI writes a complete JSON
+record and the PyTorch U-Net is the same size as genjax's. Speed is not asserted."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("torch")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.slow
+def test_quick_cli_writes_complete_json(tmp_path):
+    out = tmp_path / "ddpm.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.ddpm_throughput", "--quick",
+                           f"--out={out}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert r["params"]["genjax"] == r["params"]["torch"] > 0
+    for k in ("train_steps_per_s", "ddim_images_per_s", "ancestral_images_per_s"):
+        for side in ("genjax", "torch"):
+            assert math.isfinite(r[k][side]) and r[k][side] > 0
+    assert r["versions"]["jax"] and r["device"]["jax_devices"]
+
+
+def test_torch_unet_has_the_same_parameter_count_as_genjax():
+    from flax import nnx
+    import jax
+    from benchmarks.ddpm_throughput import make_torch_unet
+    from configs import ddpm as ddpm_config
+    from genjax.nn.unet import UNet
+    for preset in (None, "gpu"):
+        m = ddpm_config.get_config(preset).model
+        net = nnx.eval_shape(lambda: UNet(
+            (28, 28, 1), channels=m.channels, channel_mults=tuple(m.channel_mults),
+            num_res_blocks=m.num_res_blocks, attention_resolutions=tuple(m.attention_resolutions),
+            dropout=m.dropout, groups=m.groups, rngs=nnx.Rngs(0)))
+        n_jax = sum(x.size for x in jax.tree_util.tree_leaves(nnx.state(net, nnx.Param)))
+        n_torch = sum(p.numel() for p in make_torch_unet((28, 28, 1), m).parameters())
+        assert n_jax == n_torch
