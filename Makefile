@@ -5,7 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test test-all bench clean
+.PHONY: setup run test test-all bench bench-gan bench-nade bench-ddpm clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -25,6 +25,15 @@ test-all: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks.vae_throughput
+
+bench-gan: setup
+	$(BIN)/python -m benchmarks.gan_throughput
+
+bench-nade: setup
+	$(BIN)/python -m benchmarks.nade_throughput
+
+bench-ddpm: setup
+	$(BIN)/python -m benchmarks.ddpm_throughput
 
 clean:
 	rm -rf runs

@@ -276,6 +276,63 @@ def write_json(path: str, record: dict) -> str:
     return path
 
 
+def compiled_chunk(step: Callable, state, train_u8: np.ndarray, *, batch_size: int,
+                   steps: int, seed: int, finite: Sequence[str] = ("loss",)):
+    """The training loop's dispatch, compiled ahead of time: ``steps`` steps of ``step``
+    in one lax.scan (`genjax.train.loop.make_chunk`), the state and the uint8 data
+    replicated and each batch sharded over the local devices, as `genjax.train.train`
+    places them. Returns (run, timings, state): run() trains one chunk from where the last
+    one ended, fetches its metrics to the host and raises FloatingPointError if a metric
+    named in ``finite`` is not finite; timings holds lower_s, compile_s and
+    lower_and_compile_s; state is the placed initial state (the first run() donates it,
+    so copy what you need from it before)."""
+    from genjax.train import sharding
+    from genjax.train.loop import make_chunk
+
+    mesh = sharding.data_mesh()
+    state, data = sharding.replicate(state, mesh), sharding.replicate(train_u8, mesh)
+    key = jax.random.key(seed)
+    chunk = make_chunk(step, num_examples=len(train_u8), batch_size=int(batch_size),
+                       batch_sharding=sharding.batch_sharded(mesh))
+    t = time.perf_counter()
+    lowered = chunk.lower(state, data, key, steps)
+    t_lower = time.perf_counter() - t
+    t = time.perf_counter()
+    compiled = lowered.compile()
+    t_compile = time.perf_counter() - t
+    holder = {"state": state}
+
+    def run():
+        holder["state"], metrics = compiled(holder["state"], data, key)
+        metrics = jax.device_get(metrics)
+        for k in finite:
+            if not np.all(np.isfinite(metrics[k])):
+                raise FloatingPointError(f"genjax {k} became non-finite in the benchmark")
+        return metrics
+
+    return run, {"lower_s": t_lower, "compile_s": t_compile,
+                 "lower_and_compile_s": t_lower + t_compile}, state
+
+
+def finish(out: str, record: dict, summary_text) -> dict:
+    """Writes ``record`` as JSON to ``out``, prints ``summary_text(record)`` and the path,
+    and returns the record (every benchmark's last lines)."""
+    path = write_json(out, record)
+    print(summary_text(record))
+    print(f"wrote {path}")
+    return record
+
+
+def busy_lines(record: dict) -> list[str]:
+    """The summary's warning line when other processes used more than a tenth of the CPUs
+    while the benchmark timed (``record["other_processes_cpu_fraction"]``), else none."""
+    busy = record.get("other_processes_cpu_fraction")
+    if busy is None or busy <= 0.1:
+        return []
+    return [f"  WARNING: other processes used {busy:.0%} of the CPUs while timing; PyTorch's "
+            "OpenMP threads suffer most from that: rerun on an idle machine"]
+
+
 def base_parser(prog: str, doc: str, default_out: str, *, repeats_help: str,
                 quick_help: str = "a few seconds, for smoke tests"):
     """The options every benchmark has: --out (JSON path), --repeats, --quick."""

@@ -33,9 +33,7 @@ from configs import ddpm as ddpm_config
 from experiments import ddpm as ddpm_experiment
 from genjax import data as gdata
 from genjax.diffusion import samplers
-from genjax.train import sharding
 from genjax.train.ema import ema_params
-from genjax.train.loop import make_chunk
 
 DEFAULT_OUT = os.path.join("benchmarks", "results", "ddpm_throughput.json")
 TARGET = 1.3
@@ -233,20 +231,10 @@ def torch_sampler(config, train_u8, n, device, *, ddim_steps=None):
 
 def genjax_train_runner(config, train_u8, steps):
     graphdef, state, step, _ = ddpm_experiment.build(config, train_u8.shape[1:])
-    mesh = sharding.data_mesh()
-    state, data = sharding.replicate(state, mesh), sharding.replicate(train_u8, mesh)
-    key = jax.random.key(config.seed)
-    chunk = make_chunk(step, num_examples=len(train_u8), batch_size=int(config.train.batch_size),
-                       batch_sharding=sharding.batch_sharded(mesh))
-    t = time.perf_counter()
-    compiled = chunk.lower(state, data, key, steps).compile()
-    compile_s = time.perf_counter() - t
-    holder = {"state": state}
-
-    def run():
-        holder["state"], metrics = compiled(holder["state"], data, key)
-        return jax.device_get(metrics["loss"])
-
+    run, timings, state = common.compiled_chunk(step, state, train_u8,
+                                                batch_size=config.train.batch_size,
+                                                steps=steps, seed=config.seed)
+    compile_s = timings["lower_and_compile_s"]
     n_params = sum(x.size for x in jax.tree_util.tree_leaves(state.params))
     # a copy for the samplers: the training chunk donates (deletes) the state's buffers
     sample_params = jax.tree_util.tree_map(jnp.copy, ema_params(state))
@@ -333,9 +321,7 @@ def summary_text(r):
                      f"-> {r['ratios_genjax_over_torch'][k]:.2f}x")
     lines.append(f"  target {r['target']['ratio']}x: " + ", ".join(
         f"{k.split('_')[0]} {'met' if m else 'NOT met'}" for k, m in r["target"]["met"].items()))
-    busy = r["other_processes_cpu_fraction"]
-    if busy is not None and busy > 0.1:
-        lines.append(f"  WARNING: other processes used {busy:.0%} of the CPUs while timing")
+    lines += common.busy_lines(r)
     return "\n".join(lines)
 
 
@@ -357,10 +343,7 @@ def main(argv=None):
                       repeats=a.repeats or (1 if a.quick else 3),
                       sample_images=a.sample_images or (2 if a.quick else 8), quick=a.quick,
                       torch_on=a.torch_device)
-    path = common.write_json(a.out, r)
-    print(summary_text(r))
-    print(f"wrote {path}")
-    return r
+    return common.finish(a.out, r, summary_text)
 
 
 if __name__ == "__main__":

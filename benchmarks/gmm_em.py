@@ -195,10 +195,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 3)
     record = run_benchmark(repeats=repeats, quick=args.quick)
-    path = common.write_json(args.out, record)
-    print(summary_text(record))
-    print(f"wrote {path}")
-    return record
+    return common.finish(args.out, record, summary_text)
 
 
 if __name__ == "__main__":

@@ -39,8 +39,6 @@ batch from the same weights.
 
 from __future__ import annotations
 
-import argparse
-import math
 import os
 import sys
 
@@ -317,30 +315,18 @@ def summary_text(r: dict) -> str:
                      f"({g['hand_written_over_autodiff']:.2f}x)")
     lines.append(f"  peer check: torch_loop vs genjax max |diff| "
                  f"{r['peer_check']['torch_loop_max_abs_diff_vs_genjax']:.2e} nats")
-    busy = r["other_processes_cpu_fraction"]
-    if busy is not None and busy > 0.1:
-        lines.append(f"  WARNING: other processes used {busy:.0%} of the CPUs while timing; "
-                     "rerun on an idle machine")
+    lines += common.busy_lines(r)
     return "\n".join(lines)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.nade_throughput",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=DEFAULT_OUT, help="JSON output path")
+    p = common.base_parser("benchmarks.nade_throughput", __doc__, DEFAULT_OUT,
+                           repeats_help="interleaved rounds (default 7; 2 with --quick)")
     p.add_argument("--batch-size", type=int, default=128, help="examples per call")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="interleaved rounds (default 7; 2 with --quick)")
     p.add_argument("--cpu-devices", type=int, default=None,
                    help="jax CPU devices to split the batch over (default: one per core)")
     p.add_argument("--no-grad", action="store_true", help="skip the gradient timings")
-    p.add_argument("--quick", action="store_true", help="a few seconds, for smoke tests")
-    args = p.parse_args(argv)
-    for name in ("batch_size", "repeats", "cpu_devices"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            p.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
-    return args
+    return common.parse_positive(p, argv, ("batch_size", "repeats", "cpu_devices"))
 
 
 def main(argv=None) -> dict:
@@ -350,10 +336,7 @@ def main(argv=None) -> dict:
     batch = args.batch_size
     record = run_benchmark(batch_size=batch, repeats=repeats, quick=args.quick,
                            grad=not args.no_grad)
-    path = common.write_json(args.out, record)
-    print(summary_text(record))
-    print(f"wrote {path}")
-    return record
+    return common.finish(args.out, record, summary_text)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -54,8 +53,7 @@ from configs import vae as vae_config
 from genjax import data as gdata
 from experiments import vae as vae_experiment
 from genjax.data import transforms
-from genjax.train import make_train_step, sharding
-from genjax.train.loop import make_chunk
+from genjax.train import make_train_step
 
 DEFAULT_OUT = os.path.join("benchmarks", "results", "vae_throughput.json")
 TARGETS = {"speedup_vs_torch": 1.5, "fraction_of_peak": 0.7}
@@ -88,30 +86,10 @@ def genjax_runner(config, train_u8: np.ndarray, steps: int):
     trains one chunk and fetches its metrics as the loop does; timings holds lower_s and
     compile_s."""
     _, state, _, step_fn = genjax_setup(config, train_u8.shape[1:])
-    mesh = sharding.data_mesh()                 # placement as in genjax.train.loop.train
-    state = sharding.replicate(state, mesh)
-    data = sharding.replicate(train_u8, mesh)
-    seed_key = jax.random.key(config.seed)
-    chunk = make_chunk(step_fn, num_examples=len(train_u8),
-                       batch_size=int(config.train.batch_size),
-                       batch_sharding=sharding.batch_sharded(mesh))
-    t = time.perf_counter()
-    lowered = chunk.lower(state, data, seed_key, steps)
-    t_lower = time.perf_counter() - t
-    t = time.perf_counter()
-    compiled = lowered.compile()
-    t_compile = time.perf_counter() - t
-    holder = {"state": state}
-
-    def run():
-        holder["state"], metrics = compiled(holder["state"], data, seed_key)
-        metrics = jax.device_get(metrics)
-        if not np.all(np.isfinite(metrics["loss"])):
-            raise FloatingPointError("genjax loss became non-finite in the benchmark")
-        return metrics
-
-    return run, {"lower_s": t_lower, "compile_s": t_compile,
-                 "lower_and_compile_s": t_lower + t_compile}
+    run, timings, _ = common.compiled_chunk(step_fn, state, train_u8,
+                                            batch_size=config.train.batch_size, steps=steps,
+                                            seed=config.seed)
+    return run, timings
 
 
 # ------------------------------------------------------------------------------- torch
@@ -399,10 +377,7 @@ def summary_text(r: dict) -> str:
         f"  peer check: initial loss {r['peer_check']['loss_genjax']:.4f} (genjax) vs "
         f"{r['peer_check']['loss_torch']:.4f} (torch)",
     ]
-    busy = r["other_processes_cpu_fraction"]
-    if busy is not None and busy > 0.1:
-        lines.append(f"  WARNING: other processes used {busy:.0%} of the CPUs while timing; "
-                     "torch's OpenMP threads suffer most from that: rerun on an idle machine")
+    lines += common.busy_lines(r)
     return "\n".join(lines)
 
 
@@ -426,10 +401,7 @@ def main(argv=None) -> dict:
     repeats = args.repeats or (2 if args.quick else 10)
     record = run_benchmark(steps=steps, repeats=repeats, quick=args.quick,
                            torch_on=args.torch_device, batch_size=args.batch_size)
-    path = common.write_json(args.out, record)
-    print(summary_text(record))
-    print(f"wrote {path}")
-    return record
+    return common.finish(args.out, record, summary_text)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ def _quick(c):
 
 def _gpu(c):
     c.model.update(channels=32, channel_mults=(1, 2, 2), attention_resolutions=(7,))
+    c.optim.update(lr=2e-4)
+    c.ema.decay = 0.999
     c.train.update(num_steps=15_000, batch_size=128, steps_per_dispatch=500,
                    checkpoint_every=5000)
     c.optim.update(warmup_steps=1000)
@@ -44,6 +46,7 @@ def _cifar10(c):
     c.train.update(num_steps=800_000, batch_size=128, steps_per_dispatch=1000,
                    checkpoint_every=10_000)
     c.optim.update(warmup_steps=5000)
+    c.optim.lr = 2e-4
     c.ema.decay = 0.9999
     c.eval.update(bound_examples=10_000, bound_t=999, batch_size=500, fd_samples=0,
                   ancestral_fd_samples=0)
@@ -63,10 +66,10 @@ def get_config(arg=None):
         dropout=0.1, groups=8))
     c.diffusion = ml_collections.ConfigDict(dict(
         schedule="linear", num_steps=1000, prediction="eps", variance="beta", clip=True))
-    c.optim = common.optim(lr=2e-4, grad_clip=1.0, warmup_steps=200)
-    c.train = common.train(num_steps=4000, batch_size=64, steps_per_dispatch=100,
+    c.optim = common.optim(lr=1e-3, grad_clip=1.0, warmup_steps=100)
+    c.train = common.train(num_steps=2000, batch_size=64, steps_per_dispatch=100,
                            checkpoint_every=500)
-    c.ema = ml_collections.ConfigDict(dict(decay=0.999))
+    c.ema = ml_collections.ConfigDict(dict(decay=0.995))
     # bound_examples: test images for the bits/dim bound (0 = all), bound_t strata each;
     # fd_samples: DDIM samples for the classifier Fréchet distance (0 = skip);
     # ancestral_fd_samples: the same for the T-step ancestral sampler (slow on a CPU)

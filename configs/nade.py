@@ -27,6 +27,7 @@ from configs import common
 
 def _quick(c):
     c.model.hidden = (32,)
+    c.optim.update(lr=3e-3, schedule="constant")
     c.train.update(num_steps=200, batch_size=64, steps_per_dispatch=50, checkpoint_every=100)
     c.eval.update(num_examples=200, train_examples=200)
     c.plots.update(num_samples=16, grid=40)
@@ -40,13 +41,13 @@ def _fvbn(c):
 
 def _made(c):
     c.model.name = "made"
-    c.train.update(num_steps=6000, checkpoint_every=2000)
+    c.train.update(num_steps=20_000, checkpoint_every=4000, eval_every=2000)
 
 
 def _made_ensemble(c):
     _made(c)
     c.model.update(ordering="random", num_masks=8)
-    c.train.update(num_steps=10_000, checkpoint_every=2000)
+    c.train.update(num_steps=10_000, checkpoint_every=2000, eval_every=2000)
 
 
 def _rnade(c):
@@ -55,6 +56,7 @@ def _rnade(c):
     c.optim.lr = 3e-3
     c.train.update(num_steps=5000, batch_size=256, steps_per_dispatch=500,
                    checkpoint_every=2500)
+    c.plots.num_samples = 5000
 
 
 def _rnade_digits(c):

@@ -20,7 +20,6 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -87,7 +86,7 @@ def build(config, example_shape):
 def train_and_evaluate(config, workdir: str) -> dict:
     validate(config)
     ds = experiment.prepare(config, workdir)
-    d, e, p = config.diffusion, config.eval, config.plots
+    d, e = config.diffusion, config.eval
     graphdef, state, step, schedule = build(config, ds.example_shape)
     x_test = np.asarray(ds.test[:e.bound_examples or None])
     dims = int(np.prod(ds.example_shape))
@@ -140,18 +139,33 @@ def _draw(fn, key, n, batch):
 
 
 def report(config, workdir, ds, graphdef, params, schedule) -> dict:
-    """Sample grids, the denoising trajectory and the Fréchet distance of each sampler."""
+    """Sample grids, the denoising trajectory and the Fréchet distance of each sampler
+    (its grid shows the first of the images its FD uses)."""
     d, e, p = config.diffusion, config.eval, config.plots
     fns = make_samplers(config, graphdef, params, schedule, ds.example_shape)
     unet = nnx.merge(graphdef, params)
     key = jax.random.key(config.seed + 2)
-    out = {}
-    for name, fn in fns.items():
+    counts = {"ancestral": e.ancestral_fd_samples, "ddim": e.fd_samples}
+    clf = None
+    if any(counts.values()):
+        clf = sample_quality.get_classifier(config.data.name, e.classifier_dir or None,
+                                            num_steps=e.classifier_steps)
+    out = {} if clf is None else {"test/classifier_accuracy": clf.test_accuracy}
+    for name, fn in fns.items():         # one draw per sampler: the grid is its first images
+        n = max(p.num_samples, counts[name])
         t0 = time.perf_counter()
-        x = _draw(fn, key, p.num_samples, p.num_samples)
+        x = _draw(fn, key, n, max(p.num_samples, 2 * e.batch_size))
         dt = time.perf_counter() - t0
-        viz.grid.save_image_grid(os.path.join(workdir, f"samples_{name}.png"), x)
-        log(f"{name}: {len(x)} samples in {dt:.1f} s (compile included)")
+        viz.grid.save_image_grid(os.path.join(workdir, f"samples_{name}.png"),
+                                 x[:p.num_samples])
+        log(f"{name}: {n} samples in {dt:.1f} s (compile included)")
+        out[f"sampling/{name}_images_per_s"] = n / dt
+        if counts[name]:
+            m = counts[name]
+            real = np.asarray(transforms.to_unit(ds.test[:m]))
+            out[f"test/frechet_distance_{name}"] = clf.frechet_distance(real, x[:m])
+            out[f"test/fd_samples_{name}"] = m
+            log(f"{name}: FD {out[f'test/frechet_distance_{name}']:.2f} over {m} samples")
     traj_n = p.trajectory_images
     _, path = samplers.ancestral(key, unet, schedule, (traj_n, *ds.example_shape),
                                  prediction=d.prediction, variance=d.variance, clip=d.clip,
@@ -161,21 +175,6 @@ def report(config, workdir, ds, graphdef, params, schedule) -> dict:
         (traj_n * len(frames), *ds.example_shape))
     viz.grid.save_image_grid(os.path.join(workdir, "denoising_trajectory.png"), strip,
                              ncol=len(frames))
-    counts = {"ddim": e.fd_samples, "ancestral": e.ancestral_fd_samples}
-    if any(counts.values()):
-        clf = sample_quality.get_classifier(config.data.name, e.classifier_dir or None,
-                                            num_steps=e.classifier_steps)
-        out["test/classifier_accuracy"] = clf.test_accuracy
-        for name, n in counts.items():
-            if not n:
-                continue
-            t0 = time.perf_counter()
-            gen = _draw(fns[name], jax.random.fold_in(key, 7), n, e.batch_size * 2)
-            real = np.asarray(transforms.to_unit(ds.test[:n]))
-            out[f"test/frechet_distance_{name}"] = clf.frechet_distance(real, gen)
-            out[f"test/fd_samples_{name}"] = n
-            out[f"sampling/{name}_images_per_s"] = n / (time.perf_counter() - t0)
-            log(f"{name}: FD {out[f'test/frechet_distance_{name}']:.2f} over {n} samples")
     return out
 
 

@@ -4,6 +4,7 @@ samplers draw from the models' own distributions (chi-square against the exact
 probabilities, with a threshold that every plausible wrong sampler exceeds by orders of
 magnitude)."""
 
+import itertools
 import math
 
 import jax
@@ -18,9 +19,13 @@ from genjax.models.fvbn import FVBN
 from genjax.models.made import MADE, made_masks
 from genjax.models.nade import NADE
 from genjax.models.rnade import RNADE
-from tests.test_autoregressive_losses import all_binary
 
 D_ENUM = 10
+
+
+def all_binary(d):
+    """All 2^d binary vectors [2^d, d] (float64), first coordinate major."""
+    return np.array(list(itertools.product([0.0, 1.0], repeat=d)))
 
 
 def scaled(model, factor, seed=42):

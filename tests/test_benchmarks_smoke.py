@@ -4,32 +4,19 @@ step from the same weights, binarised batch and noise). Speed is not asserted.""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 
 pytest.importorskip("torch")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _positive_finite(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) \
-        and v > 0
+from tests.bench_cli import positive_finite, run_quick  # noqa: E402
 
 
 def test_quick_cli_writes_complete_json(tmp_path):
     out = tmp_path / "results" / "vae.json"          # the folder does not exist yet
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.vae_throughput", "--quick", f"--out={out}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "genjax / torch" in proc.stdout
-    r = json.loads(out.read_text())
+    stdout, r = run_quick("benchmarks.vae_throughput", out, timeout=120)
+    assert "genjax / torch" in stdout
 
     assert r["device"]["cores"] >= 1 and r["device"]["jax_devices"]
     assert "cpu_model" in r["device"]
@@ -40,10 +27,10 @@ def test_quick_cli_writes_complete_json(tmp_path):
 
     for side in ("genjax", "torch"):
         for k in ("steps_per_s", "examples_per_s", "achieved_flops"):
-            assert _positive_finite(r[side][k]), (side, k, r[side][k])
+            assert positive_finite(r[side][k]), (side, k, r[side][k])
         assert r[side]["examples_per_s"] == pytest.approx(128 * r[side]["steps_per_s"])
-    assert _positive_finite(r["genjax"]["compile_s"])
-    assert _positive_finite(r["ratio_genjax_over_torch"])
+    assert positive_finite(r["genjax"]["compile_s"])
+    assert positive_finite(r["ratio_genjax_over_torch"])
     assert r["ratio_genjax_over_torch"] == pytest.approx(
         r["genjax"]["steps_per_s"] / r["torch"]["steps_per_s"])
 
@@ -53,9 +40,9 @@ def test_quick_cli_writes_complete_json(tmp_path):
     assert r["achieved_flops"] == pytest.approx(
         r["flops_per_step"] * r["genjax"]["steps_per_s"])
     for k in ("large", "step_shaped"):
-        assert _positive_finite(r["matmul_peak_flops"][k])
+        assert positive_finite(r["matmul_peak_flops"][k])
     for k in ("large_matmul", "step_matmuls"):
-        assert _positive_finite(r["fraction_of_peak"][k])
+        assert positive_finite(r["fraction_of_peak"][k])
     assert r["fraction_of_peak"]["large_matmul"] == pytest.approx(
         r["achieved_flops"] / r["matmul_peak_flops"]["large"])
 

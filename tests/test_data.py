@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from genjax import data
-from genjax.data import Dataset, DatasetError, embedded, tfds_source, transforms
+from genjax.data import Dataset, DatasetError, embedded, tfds_source
 from genjax.data.dataset import freeze
 
 TOYS = ("two_moons", "eight_gaussians", "checkerboard", "two_spirals")

@@ -1,27 +1,19 @@
 """Smoke test of benchmarks/ddpm_throughput.py: the --quick CLI writes a complete JSON
 record and the PyTorch U-Net is the same size as genjax's. Speed is not asserted."""
 
-import json
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 
 pytest.importorskip("torch")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.bench_cli import run_quick  # noqa: E402
 
 
 @pytest.mark.slow
 def test_quick_cli_writes_complete_json(tmp_path):
     out = tmp_path / "ddpm.json"
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.ddpm_throughput", "--quick",
-                           f"--out={out}"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r = json.loads(out.read_text())
+    _, r = run_quick("benchmarks.ddpm_throughput", out, timeout=900)
     assert r["params"]["genjax"] == r["params"]["torch"] > 0
     for k in ("train_steps_per_s", "ddim_images_per_s", "ancestral_images_per_s"):
         for side in ("genjax", "torch"):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from genjax.diffusion import forward, reverse, samplers
+from genjax.diffusion import forward, samplers
 from genjax.diffusion.schedules import cosine_betas, make_schedule
 from genjax.losses import ddpm as L
 

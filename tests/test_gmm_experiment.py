@@ -13,7 +13,7 @@ from PIL import Image
 
 from configs import gmm as gmm_config
 from experiments import gmm as gmm_experiment
-from genjax.data import DatasetError, EIGHT_GAUSSIANS_STD
+from genjax.data import EIGHT_GAUSSIANS_STD
 from genjax.train import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -11,7 +11,6 @@ import optax
 import pytest
 from sklearn.mixture import GaussianMixture
 
-from genjax.losses import gmm as L
 from genjax.models import bernoulli_mixture as bm
 from genjax.models import gmm
 from genjax.train import init_state, make_train_step

@@ -81,7 +81,7 @@ def test_resume_after_sigkill_is_bitwise_equal_to_an_uninterrupted_run(tmp_path)
     p = run_vae(killed, *steps)
     out = p.communicate(timeout=600)[0]
     assert p.returncode == 0, out
-    assert f"resumed from" in out
+    assert "resumed from" in out
     s_full, leaves_full = restore_params(full)
     s_res, leaves_res = restore_params(killed)
     assert s_full == s_res == 1000

@@ -30,7 +30,6 @@ import numpy as np
 import optax
 from flax import nnx
 
-from genjax import data as gdata
 from genjax.data import transforms
 from genjax.eval.frechet import frechet_distance
 from genjax.models.classifier import Classifier

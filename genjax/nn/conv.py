@@ -8,6 +8,8 @@ import math
 import jax
 from flax import nnx
 
+from genjax.nn.loop_conv import Conv, ConvTranspose
+
 
 class ConvEncoder(nnx.Module):
     """x [B, H, W, C] -> [B, out_features]: two stride-2 3x3 convolutions (channels c, 2c),
@@ -18,8 +20,8 @@ class ConvEncoder(nnx.Module):
         h, w, c = image_shape
         if h % 4 or w % 4:
             raise ValueError(f"ConvEncoder needs sides divisible by 4, got {image_shape}")
-        self.conv1 = nnx.Conv(c, channels, (3, 3), strides=2, rngs=rngs)
-        self.conv2 = nnx.Conv(channels, 2 * channels, (3, 3), strides=2, rngs=rngs)
+        self.conv1 = Conv(c, channels, (3, 3), strides=2, rngs=rngs)
+        self.conv2 = Conv(channels, 2 * channels, (3, 3), strides=2, rngs=rngs)
         self.dense = nnx.Linear((h // 4) * (w // 4) * 2 * channels, hidden, rngs=rngs)
         self.out = nnx.Linear(hidden, out_features, rngs=rngs)
 
@@ -40,8 +42,8 @@ class ConvDecoder(nnx.Module):
         self.grid = (h // 4, w // 4, 2 * channels)
         self.dense1 = nnx.Linear(in_features, hidden, rngs=rngs)
         self.dense2 = nnx.Linear(hidden, math.prod(self.grid), rngs=rngs)
-        self.deconv1 = nnx.ConvTranspose(2 * channels, channels, (3, 3), strides=2, rngs=rngs)
-        self.deconv2 = nnx.ConvTranspose(channels, c, (3, 3), strides=2, rngs=rngs)
+        self.deconv1 = ConvTranspose(2 * channels, channels, (3, 3), strides=2, rngs=rngs)
+        self.deconv2 = ConvTranspose(channels, c, (3, 3), strides=2, rngs=rngs)
 
     def __call__(self, z):
         x = jax.nn.relu(self.dense1(z))

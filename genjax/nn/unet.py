@@ -7,7 +7,9 @@ connections between the down and up paths.
 
 Each level after the first halves the resolution (28 -> 14 -> 7; 32 -> 16 -> 8 -> 4);
 sides must be divisible by 2^(levels - 1). Dropout needs ``key`` (no key: no dropout, as
-at evaluation); the module stores no random state.
+at evaluation); the module stores no random state. The convolutions are
+`genjax.nn.loop_conv`'s: nnx.Conv's parameters and values, with gradients that stay fast
+inside the training loop's `lax.scan` on CPUs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from genjax.nn.loop_conv import Conv
 
 
 def timestep_embedding(t, dim: int, max_period: float = 10_000.0):
@@ -45,10 +49,10 @@ class ResBlock(nnx.Module):
 
     def __init__(self, cin: int, cout: int, temb_dim: int, *, groups: int, dropout: float,
                  rngs: nnx.Rngs):
-        self.norm1, self.conv1 = _norm(cin, groups, rngs), nnx.Conv(cin, cout, (3, 3), rngs=rngs)
+        self.norm1, self.conv1 = _norm(cin, groups, rngs), Conv(cin, cout, (3, 3), rngs=rngs)
         self.temb = nnx.Linear(temb_dim, cout, rngs=rngs)
-        self.norm2, self.conv2 = _norm(cout, groups, rngs), nnx.Conv(cout, cout, (3, 3), rngs=rngs)
-        self.skip = nnx.Conv(cin, cout, (1, 1), rngs=rngs) if cin != cout else None
+        self.norm2, self.conv2 = _norm(cout, groups, rngs), Conv(cout, cout, (3, 3), rngs=rngs)
+        self.skip = Conv(cin, cout, (1, 1), rngs=rngs) if cin != cout else None
         self.dropout = dropout
 
     def __call__(self, x, temb, key=None):
@@ -75,7 +79,7 @@ class Attention(nnx.Module):
 
 class Downsample(nnx.Module):
     def __init__(self, channels: int, *, rngs: nnx.Rngs):
-        self.conv = nnx.Conv(channels, channels, (3, 3), strides=2, rngs=rngs)
+        self.conv = Conv(channels, channels, (3, 3), strides=2, rngs=rngs)
 
     def __call__(self, x, temb=None, key=None):
         return self.conv(x)
@@ -83,7 +87,7 @@ class Downsample(nnx.Module):
 
 class Upsample(nnx.Module):
     def __init__(self, channels: int, *, rngs: nnx.Rngs):
-        self.conv = nnx.Conv(channels, channels, (3, 3), rngs=rngs)
+        self.conv = Conv(channels, channels, (3, 3), rngs=rngs)
 
     def __call__(self, x, temb=None, key=None):
         b, h, w, c = x.shape
@@ -112,7 +116,7 @@ class UNet(nnx.Module):
         self.channels = channels
         self.temb1 = nnx.Linear(channels, temb_dim, rngs=rngs)
         self.temb2 = nnx.Linear(temb_dim, temb_dim, rngs=rngs)
-        self.conv_in = nnx.Conv(c, channels, (3, 3), rngs=rngs)
+        self.conv_in = Conv(c, channels, (3, 3), rngs=rngs)
         res = dict(groups=groups, dropout=dropout, rngs=rngs)
 
         down, skips, ch, side = [], [channels], channels, h
@@ -143,7 +147,7 @@ class UNet(nnx.Module):
                 side *= 2
         self.up = nnx.List(up)
         self.norm_out = _norm(ch, groups, rngs)
-        self.conv_out = nnx.Conv(ch, c, (3, 3), rngs=rngs)
+        self.conv_out = Conv(ch, c, (3, 3), rngs=rngs)
 
     def __call__(self, x, t, *, key=None):
         temb = self.temb2(jax.nn.silu(self.temb1(timestep_embedding(t, self.channels))))

@@ -20,6 +20,12 @@ import jax.numpy as jnp
 from genjax.train.state import TrainState
 
 
+def ema_update(average, new, decay):
+    """decay * average + (1 - decay) * new, leaf by leaf (decay may be a traced array)."""
+    return jax.tree_util.tree_map(
+        lambda a, n: (decay * a + (1.0 - decay) * n).astype(a.dtype), average, new)
+
+
 def with_ema(state: TrainState) -> TrainState:
     """The state with an average initialised to the current parameters."""
     if "ema_decay" not in state.hparams:
@@ -41,9 +47,7 @@ def ema_step(step: Callable) -> Callable:
     def wrapped(state: TrainState, batch, key):
         inner, ema = state.opt_state
         new, metrics = step(state._replace(opt_state=inner), batch, key)
-        d = state.hparams["ema_decay"]
-        ema = jax.tree_util.tree_map(lambda e, p: (d * e + (1 - d) * p).astype(e.dtype),
-                                     ema, new.params)
+        ema = ema_update(ema, new.params, state.hparams["ema_decay"])
         return new._replace(opt_state=(new.opt_state, ema)), metrics
 
     return wrapped

@@ -29,6 +29,23 @@ def extent_of(*point_sets, margin: float = 0.1):
         float(hi[1] + pad[1])
 
 
+def save_panels(fig, axes, extent, path: str, title: str = "") -> None:
+    """Gives every 2-D panel the same ``extent`` and equal aspect, adds the title, writes
+    the figure to ``path`` (PNG; folders created) and closes it."""
+    import matplotlib.pyplot as plt
+
+    for ax in axes:
+        ax.set_xlim(extent[0], extent[1])
+        ax.set_ylim(extent[2], extent[3])
+        ax.set_aspect("equal")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
 def density_figure(path: str, *, log_prob: Callable, data, samples, means=None,
                    title: str = "", size: int = 200) -> np.ndarray:
     """Three panels: the data, the model's density (filled contours of p(x) on a grid, with
@@ -57,14 +74,5 @@ def density_figure(path: str, *, log_prob: Callable, data, samples, means=None,
     axes[1].set_title("model density p(x) (lines: log p)")
     axes[2].scatter(samples[:, 0], samples[:, 1], color="C1", **kw)
     axes[2].set_title(f"model samples ({len(samples)})")
-    for ax in axes:
-        ax.set_xlim(extent[0], extent[1])
-        ax.set_ylim(extent[2], extent[3])
-        ax.set_aspect("equal")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save_panels(fig, axes, extent, path, title)
     return lp

@@ -1,0 +1,264 @@
+"""Train and evaluate a GAN: DCGAN on digits, or MLPs on a 2-D toy density.
+
+    python -m experiments.gan --config=configs/gan.py[:PRESET]
+        [--workdir=runs/gan/PRESET] [--config.loss.objective=minimax ...]
+
+Presets: default (DCGAN on mnist5k), eight_gaussians, quick, cifar10 (see configs/gan.py).
+
+Writes into the workdir: checkpoints/, tensorboard/, metrics.jsonl (d_loss, g_loss,
+D(x) on real and generated data, both gradient norms), config.json, samples/ (a figure at
+every evaluation), and results.json. Images: samples.png, interpolation.png (generator
+outputs along spherical paths between latent draws), the classifier Fréchet distance
+of generated digits against the test split and the KL divergence from uniform of the
+classes the classifier assigns to the samples (0 = every class equally often; mode
+collapse raises it). The 8-Gaussians toy: samples.png (data;
+samples over the discriminator's D(x); straight latent paths mapped by G) and the
+modes covered, the high-quality fraction and the mode KL (genjax.eval.gan_toy).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from genjax import viz
+from genjax.data import transforms
+from genjax.eval import gan_analysis, gan_toy, sample_quality
+from genjax.losses import gan as gan_losses
+from genjax.models.dcgan import DCGANDiscriminator, DCGANGenerator
+from genjax.models.gan import MLPDiscriminator, MLPGenerator
+from genjax.train import NonFiniteError, cli, config as cfglib, experiment, make_optimizer
+from genjax.train import train
+from genjax.train.gan_step import init_gan_state, make_gan_step
+from genjax.train.optim import OPTIMIZERS, SCHEDULES
+
+ARCHITECTURES = ("dcgan", "mlp")
+JS_OBJECTIVES = ("non_saturating", "minimax")     # D(x) = sigmoid(logit) is a probability
+
+
+def validate(config):
+    m = config.model
+    cfglib.one_of(config, "model.arch", ARCHITECTURES)
+    cfglib.one_of(config, "loss.objective", gan_losses.OBJECTIVES)
+    for f in ("model.latent_dim", "model.g_channels", "model.d_channels", "loss.d_steps",
+              "eval.toy_samples", "eval.num_std", "plots.num_samples", "plots.interp_pairs",
+              "eval.classifier_steps"):
+        cfglib.positive(config, f)
+    for f in ("loss.gp_weight", "eval.fd_samples", "eval.min_fraction"):
+        cfglib.positive(config, f, allow_zero=True)
+    cfglib.require(0 <= m.ema_decay < 1, "model.ema_decay", m.ema_decay,
+                   "0 <= decay < 1 (0 turns the average off)")
+    cfglib.require(config.plots.interp_steps >= 2, "plots.interp_steps",
+                   config.plots.interp_steps, "at least 2")
+    # the discriminator's optimiser: the checks validate_common makes for optim
+    cfglib.one_of(config, "optim_d.name", OPTIMIZERS)
+    cfglib.one_of(config, "optim_d.schedule", SCHEDULES)
+    cfglib.positive(config, "optim_d.lr")
+    for f in ("weight_decay", "grad_clip", "warmup_steps"):
+        cfglib.positive(config, "optim_d." + f, allow_zero=True)
+    for b in ("b1", "b2"):
+        cfglib.require(0 <= config.optim_d[b] < 1, "optim_d." + b, config.optim_d[b],
+                       f"0 <= {b} < 1")
+    cfglib.require(m.arch == "mlp" or config.data.preprocess == "symmetric",
+                   "data.preprocess", config.data.preprocess,
+                   "'symmetric' ([-1, 1], the range of the DCGAN generator's tanh)")
+
+
+def _check_data(config, ds):
+    want = "points" if config.model.arch == "mlp" else "image"
+    cfglib.require(ds.kind == want, "model.arch", config.model.arch,
+                   f"{'dcgan' if ds.kind == 'image' else 'mlp'} for the {ds.kind} of "
+                   f"{config.data.name!r} (dcgan is for images, mlp for 2-D points)")
+    if ds.kind == "points":
+        cfglib.require(config.data.preprocess == "none", "data.preprocess",
+                       config.data.preprocess, "'none' for 2-D points")
+
+
+def build(config, example_shape):
+    """The players, the initial state and the training step of ``config`` (shared with
+    benchmarks/gan_throughput.py). Returns (generate, discriminate, state, step_fn) with
+    generate(g_params, z [N, Z]) -> x [N, *E] (images in [-1, 1]) and
+    discriminate(d_params, x) -> logits [N]."""
+    m, lo = config.model, config.loss
+    rngs = nnx.Rngs(config.seed)
+    if m.arch == "dcgan":
+        g = DCGANGenerator(m.latent_dim, example_shape, channels=m.g_channels,
+                           norm=m.g_norm, rngs=rngs)
+        d = DCGANDiscriminator(example_shape, channels=m.d_channels, rngs=rngs)
+    else:
+        g = MLPGenerator(m.latent_dim, math.prod(example_shape), hidden=tuple(m.g_hidden),
+                         rngs=rngs)
+        d = MLPDiscriminator(math.prod(example_shape), hidden=tuple(m.d_hidden), rngs=rngs)
+    g_def, g_params = nnx.split(g)
+    d_def, d_params = nnx.split(d)
+    num_steps = config.train.num_steps
+    tx_g, hp_g, sched_g = make_optimizer(config.optim, num_steps)
+    tx_d, hp_d, sched_d = make_optimizer(config.optim_d, num_steps)
+    hparams = {"g_lr": hp_g["lr"], "g_weight_decay": hp_g["weight_decay"],
+               "d_lr": hp_d["lr"], "d_weight_decay": hp_d["weight_decay"],
+               "gp_weight": lo.gp_weight}
+    if m.ema_decay > 0:
+        hparams["ema_decay"] = m.ema_decay
+    state = init_gan_state(g_params, d_params, tx_g, tx_d, hparams, ema=m.ema_decay > 0)
+
+    def generate(g_params, z):
+        return nnx.merge(g_def, g_params)(z).reshape((z.shape[0],) + tuple(example_shape))
+
+    def discriminate(d_params, x):
+        return nnx.merge(d_def, d_params)(x)
+
+    d_obj, g_obj = gan_losses.objective(lo.objective)
+
+    def d_loss_fn(d_params, g_params, batch, key, hp):
+        k_data, k_z, k_gp = jax.random.split(key, 3)
+        real = transforms.preprocess(k_data, batch, config.data.preprocess)     # [B, *E]
+        b = real.shape[0]
+        z = jax.random.normal(k_z, (b, m.latent_dim))
+        fake = jax.lax.stop_gradient(generate(g_params, z))                     # [B, *E]
+        logits = discriminate(d_params, jnp.concatenate([real, fake]))          # [2B]
+        real_l, fake_l = logits[:b], logits[b:]
+        loss = d_obj(real_l, fake_l)
+        # named to sort after d_loss / g_loss (see genjax.train.gan_step)
+        metrics = {"stats/real_logit": jnp.mean(real_l), "stats/fake_logit": jnp.mean(fake_l)}
+        if lo.objective in JS_OBJECTIVES:                       # D(x) on real and fake
+            metrics.update({"stats/d_real": jnp.mean(jax.nn.sigmoid(real_l)),
+                            "stats/d_fake": jnp.mean(jax.nn.sigmoid(fake_l))})
+        if lo.objective == "wgan_gp":
+            gp = gan_losses.gradient_penalty(lambda x: discriminate(d_params, x), real,
+                                             fake, k_gp)
+            loss = loss + hp["gp_weight"] * gp
+            metrics["stats/gradient_penalty"] = gp
+        return loss, metrics
+
+    def g_loss_fn(g_params, d_params, batch, key, hp):
+        z = jax.random.normal(key, (batch.shape[0], m.latent_dim))          # [B, Z]
+        return g_obj(discriminate(d_params, generate(g_params, z))), {}
+
+    step = make_gan_step(g_loss_fn=g_loss_fn, d_loss_fn=d_loss_fn, tx_g=tx_g, tx_d=tx_d,
+                         d_steps=lo.d_steps, g_lr_schedule=sched_g, d_lr_schedule=sched_d)
+    return generate, discriminate, state, step
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+    """Trains (or resumes) in ``workdir``, evaluates, writes figures and results.json;
+    returns the final metrics."""
+    validate(config)
+    ds = experiment.prepare(config, workdir, kinds=("image", "points"))
+    _check_data(config, ds)
+    generate, discriminate, state, step = build(config, ds.example_shape)
+    report = Report(config, workdir, ds, generate, discriminate)
+    try:
+        state, summary = train(state, step, ds.train, cfg=config.train, seed=config.seed,
+                               workdir=workdir, eval_fn=report.during_training)
+    except NonFiniteError as e:
+        raise NonFiniteError(f"{e} (d_* metrics are the discriminator's, whose optimiser is "
+                             "--config.optim_d; g_* the generator's, --config.optim)") from None
+    return experiment.finish(workdir, config, report.final(state), summary=summary)
+
+
+class Report:
+    """The numbers and figures of a state (genjax.eval.gan_analysis): during training, a
+    samples figure in samples/ and the numbers under eval/; at the end, results.json's
+    numbers, samples.png and (images) interpolation.png. Numbers are computed for G and,
+    with an EMA, for the average ("ema_" prefix); figures show the average when
+    eval.use_ema. Every evaluation uses the same latent draws."""
+
+    def __init__(self, config, workdir, ds, generate, discriminate):
+        self.config, self.workdir, self.ds = config, workdir, ds
+        self.generate, self.discriminate = jax.jit(generate), jax.jit(discriminate)
+        self.images = ds.kind == "image"
+        self.clf = None
+        e = config.eval
+        if self.images and e.fd_samples:
+            cfglib.require(e.fd_samples <= len(ds.test), "eval.fd_samples", e.fd_samples,
+                           f"at most the {len(ds.test)} test images")
+            self.clf = sample_quality.get_classifier(config.data.name,
+                                                     e.classifier_dir or None,
+                                                     num_steps=e.classifier_steps)
+            self.real = np.asarray(transforms.to_unit(ds.test[:e.fd_samples]))
+
+    def _generator(self, g_params):
+        """z -> samples as the figures and metrics want them ([0, 1] images)."""
+        if self.images:
+            return lambda z: (self.generate(g_params, z) + 1.0) / 2.0    # [-1, 1] -> [0, 1]
+        return lambda z: self.generate(g_params, z)
+
+    def _shown(self, state):
+        use_ema = self.config.eval.use_ema and "g_ema" in state.params
+        return self._generator(state.params["g_ema" if use_ema else "g"]), use_ema
+
+    def numbers(self, state) -> dict:
+        c, e, out = self.config, self.config.eval, {}
+        key = jax.random.key(c.seed + 2)
+        players = {"": state.params["g"]}
+        if "g_ema" in state.params:
+            players["ema_"] = state.params["g_ema"]
+        for prefix, g_params in players.items():
+            gen = self._generator(g_params)
+            if self.clf is not None:
+                fake = gan_analysis.sample(gen, key, e.fd_samples, c.model.latent_dim)
+                m = gan_analysis.digit_quality(self.clf, self.real, fake,
+                                               self.ds.num_classes or 10)
+                out.update({prefix + k: v for k, v in m.items()})
+            if self.ds.name == "eight_gaussians":
+                m = gan_analysis.eight_gaussians_modes(
+                    gan_analysis.sample(gen, key, e.toy_samples, c.model.latent_dim),
+                    num_std=e.num_std, min_fraction=e.min_fraction)
+                out.update({prefix + k: v for k, v in m.items()
+                            if not (prefix and k.startswith("mode_share"))})
+        return out
+
+    def figure(self, state, path: str) -> None:
+        c, p = self.config, self.config.plots
+        gen, use_ema = self._shown(state)
+        key = jax.random.key(c.seed + 3)
+        if self.images:
+            viz.save_image_grid(path, gan_analysis.sample(gen, key, p.num_samples,
+                                                          c.model.latent_dim))
+            return
+        js = c.loss.objective in JS_OBJECTIVES
+        d_params = state.params["d"]
+        gan_analysis.toy_figure(
+            path, key, generate=gen, latent_dim=c.model.latent_dim,
+            discriminate=lambda x: (jax.nn.sigmoid if js else np.asarray)(
+                self.discriminate(d_params, x)),
+            data=self.ds.train[:p.toy_points], num_points=p.toy_points,
+            num_paths=p.interp_pairs, modes=self.ds.name == "eight_gaussians",
+            num_std=c.eval.num_std, d_label="D(x)" if js else "critic score",
+            title=f"GAN ({c.loss.objective}) on {c.data.name}, step {int(state.step)}"
+                  + (" (EMA of G)" if use_ema else ""))
+
+    def during_training(self, state) -> dict:
+        self.figure(state, os.path.join(self.workdir, "samples",
+                                        f"step_{int(state.step):07d}.png"))
+        return self.numbers(state)
+
+    def final(self, state) -> dict:
+        metrics = {f"test/{k}": v for k, v in self.numbers(state).items()}
+        if self.clf is not None:
+            metrics["test/classifier_accuracy"] = self.clf.test_accuracy
+            metrics["test/fd_samples"] = len(self.real)
+            # the reference: the same KL for the real test images
+            metrics["test/real_predicted_class_kl"] = gan_toy.kl_to_uniform(np.bincount(
+                self.clf.predict(self.real), minlength=self.ds.num_classes or 10))
+        self.figure(state, os.path.join(self.workdir, "samples.png"))
+        if self.images:
+            p = self.config.plots
+            metrics.update(gan_analysis.interpolation_strip(
+                os.path.join(self.workdir, "interpolation.png"),
+                jax.random.key(self.config.seed + 4), generate=self._shown(state)[0],
+                latent_dim=self.config.model.latent_dim,
+                example_shape=self.ds.example_shape, pairs=p.interp_pairs,
+                steps=p.interp_steps))
+        return metrics
+
+
+if __name__ == "__main__":
+    cli.run(train_and_evaluate, experiment="gan",
+            config_file=os.path.join(os.path.dirname(__file__), "..", "configs", "gan.py"),
+            description="GAN")

@@ -1,0 +1,245 @@
+"""2-D convolutions whose gradients stay fast inside compiled loops on CPUs.
+
+The training loop runs many steps in one ``lax.scan``. JAX differentiates
+``lax.conv_general_dilated`` into a weight-gradient convolution with swapped batch and
+feature axes and, for strided convolutions, an input-dilated convolution; XLA's CPU
+backend runs both on slow paths, the first 25x slower inside a loop body than outside
+(measured on a 2-core CPU), and the weight gradient of a stride-2 transposed convolution
+is slow even outside one. This module computes the same functions with gradients built
+only from what XLA:CPU does fast, ordinary NHWC convolutions and matrix products:
+
+* weight gradient: im2col (the kernel's strided slices of the padded input, stacked)
+  times the output gradient, one matrix product;
+* input gradient of a strided convolution, and a transposed convolution itself: the
+  sub-pixel decomposition, one stride-1 convolution per output phase (a transposed
+  convolution with stride s is s^2 small convolutions whose outputs interleave), so no
+  multiply ever touches an inserted zero.
+
+Values and gradients equal JAX's own up to float32 summation order (tested against
+``nnx.Conv`` and ``nnx.ConvTranspose``). `Conv` and `ConvTranspose` are drop-in Flax NNX
+layers with the parameters of ``nnx.Conv`` / ``nnx.ConvTranspose`` (kernel
+[kh, kw, Cin, Cout], transpose_kernel=False). They take this path only when jax's default
+backend is the CPU; on GPUs and TPUs (whose convolution libraries differentiate fast)
+they call ``lax.conv_general_dilated`` / ``lax.conv_transpose`` and let JAX
+differentiate, so accelerator runs get the vendor kernels.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax import lax
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _lax_conv(x, w, strides, padding):
+    return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_DN)
+
+
+def conv_padding(padding, kernel, strides, spatial):
+    """Explicit ((lo, hi), (lo, hi)) of an ordinary convolution for "SAME" / "VALID" or
+    explicit pairs."""
+    if isinstance(padding, str):
+        return tuple(tuple(p) for p in lax.padtype_to_pads(spatial, kernel, strides, padding))
+    return tuple(tuple(p) for p in padding)
+
+
+def transpose_padding(padding, kernel, strides):
+    """The padding ``lax.conv_transpose`` applies to its dilated input for "SAME" /
+    "VALID" (or explicit pairs, passed through)."""
+    if not isinstance(padding, str):
+        return tuple(tuple(p) for p in padding)
+    if padding not in ("SAME", "VALID"):
+        raise ValueError(f"padding must be 'SAME', 'VALID' or explicit pairs, got {padding!r}")
+    pads = []
+    for k, s in zip(kernel, strides):        # as jax.lax.conv_transpose computes them
+        if padding == "SAME":
+            total = k + s - 2
+            lo = k - 1 if s > k - 1 else -(-total // 2)
+        else:
+            total, lo = k + s - 2 + max(k - s, 0), k - 1
+        pads.append((lo, total - lo))
+    return tuple(pads)
+
+
+def dilated_correlation(x, w, strides, lo, out_size):
+    """y[o] = sum_t w[t] xd[o + t - lo] over both spatial axes, where xd is x dilated by
+    ``strides`` (x[i] at s*i, zeros between) and zero outside: x [B, H, W, Cin],
+    w [kh, kw, Cin, Cout] -> [B, *out_size, Cout]. This is a transposed convolution with
+    input padding ``lo`` (before) cropped to ``out_size``, computed by phases: output
+    rows o = s*i + r use only the taps t = r - lo (mod s), a stride-1 convolution of x."""
+    (sh, sw), (lh, lw), (oh, ow) = strides, lo, out_size
+    if oh % sh or ow % sw:
+        raise ValueError(f"dilated_correlation: output {out_size} not divisible by the "
+                         f"stride {strides}")
+    kh, kw = w.shape[:2]
+    n_h, n_w = oh // sh, ow // sw
+
+    def plan(r, s, l, k):
+        taps = [t for t in range(k) if (r + t - l) % s == 0]
+        return taps, ((r + taps[0] - l) // s if taps else 0)
+
+    plans_h = [plan(r, sh, lh, kh) for r in range(sh)]
+    plans_w = [plan(r, sw, lw, kw) for r in range(sw)]
+    # one zero-padding of x covers every phase's window
+    lo_pad = max([0] + [-d for _, d in plans_h + plans_w])
+    hi_h = max([0] + [d + len(t) - 1 + n_h - x.shape[1] for t, d in plans_h])
+    hi_w = max([0] + [d + len(t) - 1 + n_w - x.shape[2] for t, d in plans_w])
+    xp = jnp.pad(x, ((0, 0), (lo_pad, max(hi_h, 0)), (lo_pad, max(hi_w, 0)), (0, 0)))
+    if w.shape[3] * sh * sw <= COMBINE_MAX_CHANNELS and all(t for t, _ in plans_h + plans_w):
+        return _combined_phases(xp, w, plans_h, plans_w, lo_pad, (n_h, n_w), (sh, sw))
+    rows = []
+    for taps_h, d_h in plans_h:
+        cols = []
+        for taps_w, d_w in plans_w:
+            if not taps_h or not taps_w:
+                cols.append(jnp.zeros((x.shape[0], n_h, n_w, w.shape[3]), x.dtype))
+                continue
+            sub = w[jnp.asarray(taps_h)][:, jnp.asarray(taps_w)]         # [mh, mw, Ci, Co]
+            win = xp[:, lo_pad + d_h:lo_pad + d_h + n_h + len(taps_h) - 1,
+                     lo_pad + d_w:lo_pad + d_w + n_w + len(taps_w) - 1]
+            cols.append(conv2d(win, sub, (1, 1), ((0, 0), (0, 0))))         # [B, n_h, n_w, Co]
+        rows.append(jnp.stack(cols, 3))                       # [B, n_h, n_w, sw, Co]
+    y = jnp.stack(rows, 2)                                    # [B, n_h, sh, n_w, sw, Co]
+    return y.reshape(x.shape[0], oh, ow, w.shape[3])
+
+
+COMBINE_MAX_CHANNELS = 8
+
+
+def _combined_phases(xp, w, plans_h, plans_w, lo_pad, n, strides):
+    """All phases of `dilated_correlation` as one stride-1 convolution over the union of
+    their windows, with s^2 * Cout output channels (zeros where a phase has no tap). More
+    multiplies, but one convolution instead of s^2 tiny ones: faster when Cout is small
+    (a generator's last layer, a discriminator's first layer's input gradient)."""
+    (n_h, n_w), (sh, sw) = n, strides
+    kh, kw, cin, cout = w.shape
+
+    def index(plans, k):
+        start = min(d for _, d in plans)
+        size = max(d + len(t) for t, d in plans) - start
+        idx = [[k] * size for _ in plans]                   # k: the appended zero tap
+        for r, (taps, d) in enumerate(plans):
+            for j, t in enumerate(taps):
+                idx[r][d - start + j] = t
+        return start, size, jnp.asarray(idx)                # [s, size]
+
+    st_h, u_h, idx_h = index(plans_h, kh)
+    st_w, u_w, idx_w = index(plans_w, kw)
+    wz = jnp.pad(w, ((0, 1), (0, 1), (0, 0), (0, 0)))       # [kh+1, kw+1, Ci, Co]
+    # k[u, v, ci, rh, rw, co] = wz[idx_h[rh, u], idx_w[rw, v], ci, co]
+    k = wz[idx_h.T[:, None, :, None], idx_w.T[None, :, None, :]]   # [u, v, sh, sw, Ci, Co]
+    k = k.transpose(0, 1, 4, 2, 3, 5).reshape(u_h, u_w, cin, sh * sw * cout)
+    win = xp[:, lo_pad + st_h:lo_pad + st_h + n_h + u_h - 1,
+             lo_pad + st_w:lo_pad + st_w + n_w + u_w - 1]
+    y = conv2d(win, k, (1, 1), ((0, 0), (0, 0)))            # [B, n_h, n_w, sh*sw*Co]
+    y = y.reshape(xp.shape[0], n_h, n_w, sh, sw, cout).transpose(0, 1, 3, 2, 4, 5)
+    return y.reshape(xp.shape[0], n_h * sh, n_w * sw, cout)
+
+
+def _im2col(x, kernel, strides, padding, out_size):
+    """[B, oh, ow, kh * kw * Cin]: the input window of every output position, ordered
+    (kh, kw, Cin) like a flattened kernel."""
+    (kh, kw), (sh, sw), (oh, ow) = kernel, strides, out_size
+    xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+    return jnp.concatenate([xp[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+                            for i in range(kh) for j in range(kw)], -1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv2d(x, w, strides=(1, 1), padding=((0, 0), (0, 0))):
+    """x [B, H, W, Cin], w [kh, kw, Cin, Cout] -> [B, H', W', Cout]: the correlation of
+    the input, zero-padded by ``padding`` (explicit (lo, hi) pairs), with w at
+    ``strides``, as ``lax.conv_general_dilated``; the gradients are computed as this
+    module's docstring says."""
+    return _lax_conv(x, w, strides, padding)
+
+
+def _fwd(x, w, strides, padding):
+    return conv2d(x, w, strides, padding), (x, w)
+
+
+def _bwd(strides, padding, res, dy):
+    x, w = res
+    kh, kw, cin, cout = w.shape
+    b, oh, ow, _ = dy.shape
+    cols = _im2col(x, (kh, kw), strides, padding, (oh, ow))              # [B, oh, ow, K]
+    dw = (cols.reshape(-1, kh * kw * cin).T @ dy.reshape(-1, cout)).reshape(w.shape)
+    # dx[u] = sum_t w[t] dy_dilated[u + pl - t]: a dilated correlation of dy with the
+    # flipped, transposed kernel, padded by k - 1 - pl
+    lo = (kh - 1 - padding[0][0], kw - 1 - padding[1][0])
+    w_t = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)                      # [kh, kw, Co, Ci]
+    dx = dilated_correlation(dy, w_t, strides, lo, _ceil_to(x.shape[1:3], strides))
+    return dx[:, :x.shape[1], :x.shape[2]], dw.astype(w.dtype)
+
+
+def _ceil_to(size, strides):
+    return tuple(-(-n // s) * s for n, s in zip(size, strides))
+
+
+conv2d.defvjp(_fwd, _bwd)
+
+
+def conv_transpose2d(x, w, strides=(2, 2), padding="SAME"):
+    """``lax.conv_transpose(x, w, strides, padding)`` (NHWC, HWIO, transpose_kernel=False):
+    x [B, H, W, Cin] -> [B, s*H, s*W, Cout] for "SAME", by the sub-pixel phases of
+    `dilated_correlation` (gradients through `conv2d`)."""
+    kernel = w.shape[:2]
+    pads = transpose_padding(padding, kernel, strides)
+    # out = (H - 1) * s + 1 + lo + hi - k + 1 per axis (the dilated, padded input, VALID)
+    out = tuple((n - 1) * s + 1 + lo + hi - k + 1
+                for n, s, (lo, hi), k in zip(x.shape[1:3], strides, pads, kernel))
+    full = _ceil_to(out, strides)
+    y = dilated_correlation(x, w, strides, tuple(p[0] for p in pads), full)
+    return y[:, :out[0], :out[1]]
+
+
+def native() -> bool:
+    """True off CPUs: the layers then use XLA's own convolutions and their gradients."""
+    return jax.default_backend() != "cpu"
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+class _ConvLayer(nnx.Module):
+    """The parameters of nnx.Conv / nnx.ConvTranspose: kernel [kh, kw, Cin, Cout] and
+    bias [Cout], initialised in the same order from the same streams."""
+
+    def __init__(self, in_features: int, out_features: int, kernel_size, strides=1, *,
+                 padding="SAME", use_bias: bool = True,
+                 kernel_init=nnx.initializers.lecun_normal(),
+                 bias_init=nnx.initializers.zeros_init(), rngs: nnx.Rngs):
+        self.kernel_size, self.strides, self.padding = _pair(kernel_size), _pair(strides), padding
+        self.kernel = nnx.Param(kernel_init(rngs.params(),
+                                            self.kernel_size + (in_features, out_features)))
+        self.bias = nnx.Param(bias_init(rngs.params(), (out_features,))) if use_bias else None
+
+
+class Conv(_ConvLayer):
+    """nnx.Conv for 2-D NHWC inputs (kernel [kh, kw, Cin, Cout], bias [Cout]) computed by
+    `conv2d`."""
+
+    def __call__(self, x):
+        pads = conv_padding(self.padding, self.kernel_size, self.strides, x.shape[1:3])
+        conv = _lax_conv if native() else conv2d
+        y = conv(x, self.kernel[...], self.strides, pads)
+        return y if self.bias is None else y + self.bias[...]
+
+
+class ConvTranspose(_ConvLayer):
+    """nnx.ConvTranspose (transpose_kernel=False) for 2-D NHWC inputs, computed by
+    `conv_transpose2d`; "SAME" multiplies the spatial size by the stride."""
+
+    def __call__(self, x):
+        if native():
+            y = lax.conv_transpose(x, self.kernel[...], self.strides, self.padding,
+                                   dimension_numbers=_DN)
+        else:
+            y = conv_transpose2d(x, self.kernel[...], self.strides, self.padding)
+        return y if self.bias is None else y + self.bias[...]
