@@ -100,9 +100,9 @@ def test_loop_conv_accelerator_path_is_xlas_own(transposed, monkeypatch):
     def loss(p, x):
         return jnp.sum(jnp.sin(nnx.merge(g, p)(x)))
 
-    cpu = jax.grad(loss, argnums=(0, 1))(p, x)
+    cpu = jax.jit(jax.grad(loss, argnums=(0, 1)))(p, x)
     monkeypatch.setattr(loop_conv, "native", lambda: True)
-    acc = jax.grad(loss, argnums=(0, 1))(p, x)
+    acc = jax.jit(jax.grad(loss, argnums=(0, 1)))(p, x)
     np.testing.assert_allclose(acc[0]["kernel"][...], cpu[0]["kernel"][...], rtol=1e-4,
                                atol=1e-5)
     np.testing.assert_allclose(acc[1], cpu[1], rtol=1e-4, atol=1e-5)

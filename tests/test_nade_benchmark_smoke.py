@@ -13,6 +13,7 @@ pytest.importorskip("torch")
 from tests.bench_cli import positive_finite, run_quick  # noqa: E402
 
 
+@pytest.mark.slow          # about 20 s: compiles and times every contender
 def test_quick_cli_writes_complete_json(tmp_path):
     out = tmp_path / "results" / "nade.json"          # the folder does not exist yet
     stdout, r = run_quick("benchmarks.nade_throughput", out, "--batch-size=16", timeout=300)
