@@ -28,14 +28,13 @@ from flax import nnx
 
 from genjax import viz
 from genjax.data import transforms
-from genjax.eval import gan_analysis, gan_toy, sample_quality
+from genjax.eval import gan_analysis, sample_quality
 from genjax.losses import gan as gan_losses
 from genjax.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from genjax.models.gan import MLPDiscriminator, MLPGenerator
 from genjax.train import NonFiniteError, cli, config as cfglib, experiment, make_optimizer
 from genjax.train import train
 from genjax.train.gan_step import init_gan_state, make_gan_step
-from genjax.train.optim import OPTIMIZERS, SCHEDULES
 
 ARCHITECTURES = ("dcgan", "mlp")
 JS_OBJECTIVES = ("non_saturating", "minimax")     # D(x) = sigmoid(logit) is a probability
@@ -55,15 +54,7 @@ def validate(config):
                    "0 <= decay < 1 (0 turns the average off)")
     cfglib.require(config.plots.interp_steps >= 2, "plots.interp_steps",
                    config.plots.interp_steps, "at least 2")
-    # the discriminator's optimiser: the checks validate_common makes for optim
-    cfglib.one_of(config, "optim_d.name", OPTIMIZERS)
-    cfglib.one_of(config, "optim_d.schedule", SCHEDULES)
-    cfglib.positive(config, "optim_d.lr")
-    for f in ("weight_decay", "grad_clip", "warmup_steps"):
-        cfglib.positive(config, "optim_d." + f, allow_zero=True)
-    for b in ("b1", "b2"):
-        cfglib.require(0 <= config.optim_d[b] < 1, "optim_d." + b, config.optim_d[b],
-                       f"0 <= {b} < 1")
+    cfglib.validate_optim(config, "optim_d")          # the discriminator's optimiser
     cfglib.require(m.arch == "mlp" or config.data.preprocess == "symmetric",
                    "data.preprocess", config.data.preprocess,
                    "'symmetric' ([-1, 1], the range of the DCGAN generator's tanh)")
@@ -244,8 +235,8 @@ class Report:
             metrics["test/classifier_accuracy"] = self.clf.test_accuracy
             metrics["test/fd_samples"] = len(self.real)
             # the reference: the same KL for the real test images
-            metrics["test/real_predicted_class_kl"] = gan_toy.kl_to_uniform(np.bincount(
-                self.clf.predict(self.real), minlength=self.ds.num_classes or 10))
+            metrics["test/real_predicted_class_kl"] = gan_analysis.predicted_class_kl(
+                self.clf, self.real, self.ds.num_classes or 10)
         self.figure(state, os.path.join(self.workdir, "samples.png"))
         if self.images:
             p = self.config.plots

@@ -33,10 +33,13 @@ def digit_quality(clf, real, samples, num_classes: int = 10) -> dict:
     ``predicted_class_kl``, the KL divergence (nats) from uniform of the classes it
     assigns to the samples (0 = every class equally often; mode collapse raises it, up
     to log 10 = 2.30 when all samples look like one digit)."""
-    labels = clf.predict(samples)
     return {"frechet_distance": clf.frechet_distance(real, samples),
-            "predicted_class_kl": gan_toy.kl_to_uniform(np.bincount(labels,
-                                                                    minlength=num_classes))}
+            "predicted_class_kl": predicted_class_kl(clf, samples, num_classes)}
+
+
+def predicted_class_kl(clf, images, num_classes: int = 10) -> float:
+    """KL (nats) from uniform of the classes ``clf`` assigns to ``images`` [N, *E]."""
+    return gan_toy.kl_to_uniform(np.bincount(clf.predict(images), minlength=num_classes))
 
 
 def eight_gaussians_modes(samples, *, num_std: float = 3.0, min_fraction: float = 0.01) -> dict:

@@ -36,17 +36,24 @@ def _get(config, field: str):
     return node
 
 
+def validate_optim(config, section: str = "optim") -> None:
+    """An optimiser section made by configs.common.optim (e.g. "optim", or a GAN's
+    discriminator's "optim_d"): known name and schedule, lr > 0, the rest in range."""
+    one_of(config, f"{section}.name", OPTIMIZERS)
+    one_of(config, f"{section}.schedule", SCHEDULES)
+    positive(config, f"{section}.lr")
+    for f in ("weight_decay", "grad_clip", "warmup_steps"):
+        positive(config, f"{section}.{f}", allow_zero=True)
+    for b in ("b1", "b2"):
+        require(0 <= config[section][b] < 1, f"{section}.{b}", config[section][b],
+                f"0 <= {b} < 1")
+
+
 def validate_common(config, num_devices: int) -> None:
     """The sections genjax.train reads: seed, optim.*, train.*."""
     require(isinstance(config.seed, int) and config.seed >= 0, "seed", config.seed,
             "an integer >= 0")
-    one_of(config, "optim.name", OPTIMIZERS)
-    one_of(config, "optim.schedule", SCHEDULES)
-    positive(config, "optim.lr")
-    for f in ("optim.weight_decay", "optim.grad_clip", "optim.warmup_steps"):
-        positive(config, f, allow_zero=True)
-    require(0 <= config.optim.b1 < 1, "optim.b1", config.optim.b1, "0 <= b1 < 1")
-    require(0 <= config.optim.b2 < 1, "optim.b2", config.optim.b2, "0 <= b2 < 1")
+    validate_optim(config, "optim")
     t = config.train
     for f in ("num_steps", "batch_size", "steps_per_dispatch", "checkpoint_every",
               "keep_checkpoints"):
