@@ -12,6 +12,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from genjax import numerics, random as grandom
+
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -40,8 +42,8 @@ def log_bernoulli_logits(x, logits, event_ndim: int = 1):
     """log Bernoulli(x | sigmoid(logits)) for x in [0, 1] (soft targets allowed), summed over
     the event axes; nats. Computed as x*l - softplus(l), which equals
     x*log s(l) + (1-x)*log s(-l), is stable for large |l| and has the right gradient
-    sigmoid(l) - x everywhere (softplus is jax's logaddexp(l, 0) with its custom JVP)."""
-    lp = x * logits - jax.nn.softplus(logits)
+    sigmoid(l) - x everywhere (`genjax.numerics.softplus`)."""
+    lp = x * logits - numerics.softplus(logits)
     return sum_event(lp, event_ndim)
 
 
@@ -64,5 +66,5 @@ def sample_normal_diag(key, mean, log_var, sample_shape: tuple[int, ...] = ()):
 
     mean, log_var: [B, Z]. Returns [*sample_shape, B, Z]; differentiable in mean and log_var.
     """
-    eps = jax.random.normal(key, tuple(sample_shape) + jnp.shape(mean), jnp.result_type(mean))
+    eps = grandom.normal(key, tuple(sample_shape) + jnp.shape(mean), jnp.result_type(mean))
     return mean + jnp.exp(0.5 * log_var) * eps

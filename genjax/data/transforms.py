@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genjax import random as grandom
 from genjax.data.dataset import DatasetError
 
 PREPROCESS_MODES: tuple[str, ...] = (
@@ -55,9 +56,12 @@ def binarize_dynamic(key: jax.Array, x: jax.Array) -> jax.Array:
     # Drawn on a flat [..., size] view: the same bits as drawing in x's shape (threefry
     # fills the flattened array), but XLA's CPU code is much slower with a trailing
     # channel axis of size 1 ([B, 28, 28, 1]).
+    # The sqrt (exact on {0, 1}) is there for XLA's fusion heuristics: they will not copy
+    # an "expensive" op into each consumer, so the bits are drawn once into memory. Left
+    # alone, XLA fuses the hash into every consumer and a VAE step hashes three times.
     x = jnp.asarray(x)
     flat = to_unit(x.reshape(-1))
-    return jax.random.bernoulli(key, flat).astype(jnp.float32).reshape(x.shape)
+    return jnp.sqrt(grandom.bernoulli(key, flat).astype(jnp.float32)).reshape(x.shape)
 
 
 def binarize_static(x: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -86,7 +90,7 @@ def dequantize_uniform(key: jax.Array, x: jax.Array) -> jax.Array:
     """
     shape = jnp.shape(x)
     x = jnp.asarray(x, jnp.float32).reshape(-1)  # flat view: see binarize_dynamic
-    u = jax.random.uniform(key, x.shape, jnp.float32)
+    u = grandom.uniform(key, x.shape, jnp.float32)
     upper = (x + 1.0) / 256.0  # exact in float32
     y = (x + u) / 256.0
     return jnp.minimum(y, jnp.nextafter(upper, jnp.float32(0.0))).reshape(shape)

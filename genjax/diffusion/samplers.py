@@ -18,12 +18,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genjax import random as grandom
 from genjax.diffusion import forward, reverse
 from genjax.diffusion.schedules import Schedule
 
 
 def _noise(key, t, shape):
-    return jax.random.normal(jax.random.fold_in(key, t), shape)
+    return grandom.normal(jax.random.fold_in(key, t), shape)
 
 
 def ancestral(key, model_fn: Callable, s: Schedule, shape, *, prediction: str = "eps",

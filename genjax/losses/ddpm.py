@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.stats import norm
 
+from genjax import random as grandom
 from genjax.diffusion import forward, reverse
 from genjax.diffusion.schedules import Schedule
 
@@ -36,7 +37,7 @@ def noise_loss(x0, key, *, model_fn: Callable, schedule: Schedule, prediction: s
     [-1, 1]. Returns (loss scalar, metrics {"mse": loss})."""
     k_t, k_noise = jax.random.split(key)
     t = jax.random.randint(k_t, (x0.shape[0],), 0, schedule.num_steps)
-    noise = jax.random.normal(k_noise, x0.shape)
+    noise = grandom.normal(k_noise, x0.shape)
     xt = forward.q_sample(schedule, x0, t, noise)
     err = model_fn(xt, t) - forward.target(schedule, x0, t, noise, prediction)
     loss = jnp.mean(err.astype(jnp.float32) ** 2)
@@ -73,7 +74,7 @@ def step_terms(x0, t, key, *, model_fn: Callable, schedule: Schedule,
                prediction: str = "eps", variance: str = "beta", clip: bool = False):
     """L_t for each example at its own step t [B]: the decoder's -log p(x_0 | x_1) at
     t = 0, KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)) otherwise. [B] nats."""
-    xt = forward.q_sample(schedule, x0, t, jax.random.normal(key, x0.shape))
+    xt = forward.q_sample(schedule, x0, t, grandom.normal(key, x0.shape))
     mean, log_var, _, _ = reverse.p_mean_var(schedule, model_fn, xt, t, prediction=prediction,
                                              variance=variance, clip=clip)
     q_mean, _, q_log_var = forward.q_posterior(schedule, x0, xt, t)

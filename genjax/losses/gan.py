@@ -41,6 +41,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from genjax import numerics
+
 OBJECTIVES = ("non_saturating", "minimax", "hinge", "wgan_gp")
 
 
@@ -53,12 +55,12 @@ def _mean(v, weights=None):
 
 def log_d(logits):
     """log D(x) = log sigmoid(l) = -softplus(-l), element-wise; finite for any l."""
-    return -jax.nn.softplus(-logits)
+    return numerics.log_sigmoid(logits)
 
 
 def log_one_minus_d(logits):
     """log(1 - D(x)) = log sigmoid(-l) = -softplus(l), element-wise; finite for any l."""
-    return -jax.nn.softplus(logits)
+    return numerics.log_sigmoid(-logits)
 
 
 def optimal_discriminator_logits(log_p_data, log_p_model):

@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp, xlogy
 
+from genjax import numerics
+
 COVARIANCE_TYPES = ("full", "diag", "spherical")
 LOG_2PI = math.log(2.0 * math.pi)
 # How the full-covariance quadratic form is computed (same numbers, CPU speed): from this
@@ -143,7 +145,7 @@ def bernoulli_mixture_log_joint(x, weights, logits):
     """log pi_k + sum_d log Bernoulli(x_nd | sigmoid(logits_kd)): x [N, D] in {0, 1} (soft
     values in [0, 1] allowed), logits [K, D] -> [N, K]; nats. One [N, D] x [D, K] matmul:
     sum_d x l - softplus(l)."""
-    return jnp.log(weights) + x @ logits.T - jnp.sum(jax.nn.softplus(logits), -1)
+    return jnp.log(weights) + x @ logits.T - jnp.sum(numerics.softplus(logits), -1)
 
 
 def bernoulli_mixture_log_likelihood(x, weights, logits):

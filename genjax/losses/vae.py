@@ -29,12 +29,19 @@ def log_likelihood(x, decoded, likelihood: str = "bernoulli"):
 
     decoded: logits [N, *E] (bernoulli) or (mean, log_var) (gaussian).
     """
+    # The event axes are flattened first ([N, 28, 28, 1] -> [N, 784]): XLA:CPU does not
+    # vectorise element-wise work whose last axis has size 1, and this term and its
+    # gradient are the largest element-wise work of a VAE step.
     event_ndim = x.ndim - 1
+
+    def flat(a):
+        return a.reshape(a.shape[:a.ndim - event_ndim] + (-1,))
+
     if likelihood == "bernoulli":
-        return dist.log_bernoulli_logits(x, decoded, event_ndim)
+        return dist.log_bernoulli_logits(flat(x), flat(decoded), 1)
     if likelihood == "gaussian":
         mean, log_var = decoded
-        return dist.log_normal_diag(x, mean, log_var, event_ndim)
+        return dist.log_normal_diag(flat(x), flat(mean), flat(log_var), 1)
     raise ValueError(f"unknown likelihood {likelihood!r}; expected one of {LIKELIHOODS}")
 
 

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from genjax import distributions as dist
+from genjax import random as grandom
 
 
 def ancestral_sample(key, step: Callable, init, num_steps: int, xs=None):
@@ -51,7 +52,7 @@ def sample_bernoulli(key, logit_at: Callable, num: int, dim: int, *, order=None,
 
     def step(x, k, i):
         logits = logit_at(x, i)                                            # [N]
-        value = jax.random.bernoulli(k, jax.nn.sigmoid(logits)).astype(dtype)
+        value = grandom.bernoulli(k, jax.nn.sigmoid(logits)).astype(dtype)
         return x.at[:, i].set(value), value, dist.log_bernoulli_logits(value, logits, 0)
 
     x, _, log_p = ancestral_sample(key, step, jnp.zeros((num, dim), dtype), dim, xs=order)

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from genjax import numerics, random as grandom
 from genjax.losses import autoregressive as ar
 from genjax.models import ancestral
 
@@ -58,9 +59,9 @@ class NADE(nnx.Module):
         def step(a, k, inp):                                  # a [N, H]: running sum
             w_i, v_i, b_i = inp                               # [H], [H], []
             logits = jax.nn.sigmoid(a) @ v_i + b_i            # [N]
-            x_i = jax.random.bernoulli(k, jax.nn.sigmoid(logits)).astype(a.dtype)
+            x_i = grandom.bernoulli(k, jax.nn.sigmoid(logits)).astype(a.dtype)
             return (a + x_i[:, None] * w_i, x_i,
-                    x_i * logits - jax.nn.softplus(logits))
+                    x_i * logits - numerics.softplus(logits))
 
         a0 = jnp.broadcast_to(p["c"], (num, self.hidden))
         _, x, log_p = ancestral.ancestral_sample(key, step, a0, self.dim,

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from genjax import random as grandom
 from genjax.nn.loop_conv import Conv
 
 
@@ -35,7 +36,7 @@ def timestep_embedding(t, dim: int, max_period: float = 10_000.0):
 def _dropout(key, x, rate: float):
     if key is None or rate == 0.0:
         return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    keep = grandom.bernoulli(key, 1.0 - rate, x.shape)
     return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
