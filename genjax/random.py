@@ -64,14 +64,13 @@ def _threefry_key_data(key):
     return jnp.asarray(key, jnp.uint32)
 
 
-def _bits32(words, shape):
-    """uint32 bits of ``shape`` from key words [2], as jax.random.bits draws them with
-    the partitionable threefry: the hash of the flat element index, both output words
-    xor-ed."""
-    size = math.prod(shape)
+def _bits32(words, size: int):
+    """[size] uint32 bits from key words [2], as jax.random.bits draws them (in any shape
+    of that size) with the partitionable threefry: the hash of the flat element index,
+    both output words xor-ed."""
     if size >= 2 ** 32:
         raise NotImplementedError("genjax.random draws fewer than 2**32 numbers at once")
-    counts = jax.lax.iota(jnp.uint32, size).reshape(shape)
+    counts = jax.lax.iota(jnp.uint32, size)
     b0, b1 = threefry2x32(words[0], words[1], jnp.zeros_like(counts), counts)
     return b0 ^ b1
 
@@ -80,13 +79,15 @@ def _bits32(words, shape):
 def _uniform32(words, shape, minval, maxval):
     """float32 [shape] in [minval, maxval), as jax.random.uniform makes it from the bits:
     23 random mantissa bits under exponent 0 give [1, 2), shifted and scaled. Jitted as
-    jax's own is, so that XLA contracts the scale and shift the same way eagerly too."""
-    bits = _bits32(words, shape)
+    jax's own is, so that XLA contracts the scale and shift the same way eagerly too.
+    Drawn flat and reshaped at the end: XLA:CPU does not vectorise element-wise loops
+    whose last axis has size 1 ([B, 28, 28, 1])."""
+    bits = _bits32(words, math.prod(shape))
     minval = jnp.asarray(minval, jnp.float32)
     maxval = jnp.asarray(maxval, jnp.float32)
     one = np.array(1.0, np.float32).view(np.uint32)
     floats = jax.lax.bitcast_convert_type((bits >> np.uint32(9)) | one, jnp.float32) - 1.0
-    return jax.lax.max(minval, floats * (maxval - minval) + minval)
+    return jax.lax.max(minval, floats * (maxval - minval) + minval).reshape(shape)
 
 
 def uniform(key, shape=(), dtype=jnp.float32, minval=0.0, maxval=1.0):
