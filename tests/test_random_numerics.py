@@ -96,3 +96,11 @@ def test_softplus_is_exact_at_the_infinities_and_finite_for_large_inputs():
     np.testing.assert_array_equal(jax.vmap(jax.grad(numerics.softplus))(x),
                                   [0.0, 1.0, 0.0, 1.0])
     assert bool(jnp.isnan(numerics.softplus(jnp.nan)))
+
+
+def test_tanh_sigmoid_is_within_1e6_of_the_logistic_function_everywhere():
+    x = jnp.concatenate([jnp.linspace(-60.0, 60.0, 100_001), jnp.array([-jnp.inf, jnp.inf])])
+    err = jnp.abs(numerics.sigmoid(x) - jax.nn.sigmoid(x))
+    assert float(jnp.max(err)) < 1e-6
+    np.testing.assert_array_equal(numerics.sigmoid(jnp.array([-jnp.inf, 0.0, jnp.inf])),
+                                  np.float32([0.0, 0.5, 1.0]))

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
 from genjax import distributions as dist
+from genjax import numerics
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -100,7 +101,7 @@ def _hidden_scan(x, W, c, V, rho=None):
 
     def body(a, inp):
         xi, wi, vi, ri = inp                                  # [B], [H], [H, *O], []
-        h = jax.nn.sigmoid(a if ri is None else ri * a)      # [B, H]
+        h = numerics.sigmoid(a if ri is None else ri * a)     # [B, H]
         return a + xi[:, None] * wi, h @ vi                   # [B, H], [B, *O]
 
     a_end, out = jax.lax.scan(body, a0, (x.T, W.T, V, rho))
@@ -165,7 +166,7 @@ def _nade_ll_bwd(groups, residuals, g):
         a, da = carry                                                    # [G, b, H]
         xi, ri, wi, vi = inp                                             # [G, b], [H]
         a = a - xi[..., None] * wi                                       # a_i
-        h = jax.nn.sigmoid(a)
+        h = numerics.sigmoid(a)
         dv = jnp.einsum("gb,gbh->gh", ri, h)                             # [G, H]
         dw = jnp.einsum("gb,gbh->gh", xi, da)                            # [G, H]
         dxw = da @ wi                                                    # [G, b]
@@ -191,7 +192,7 @@ def nade_log_likelihood_naive(x, *, W, c, V, b):
     def logit_i(inp):
         i, vi, bi = inp
         mask = (jnp.arange(d) < i).astype(x.dtype)                       # [D]
-        h = jax.nn.sigmoid((x * mask) @ W.T + c)                         # [B, H]
+        h = numerics.sigmoid((x * mask) @ W.T + c)                       # [B, H]
         return h @ vi + bi                                               # [B]
 
     logits = jax.lax.map(logit_i, (jnp.arange(d), V, b)).T               # [B, D]

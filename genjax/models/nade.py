@@ -58,7 +58,7 @@ class NADE(nnx.Module):
 
         def step(a, k, inp):                                  # a [N, H]: running sum
             w_i, v_i, b_i = inp                               # [H], [H], []
-            logits = jax.nn.sigmoid(a) @ v_i + b_i            # [N]
+            logits = numerics.sigmoid(a) @ v_i + b_i           # [N]
             x_i = grandom.bernoulli(k, jax.nn.sigmoid(logits)).astype(a.dtype)
             return (a + x_i[:, None] * w_i, x_i,
                     x_i * logits - numerics.softplus(logits))

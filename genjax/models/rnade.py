@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from genjax import numerics
 from genjax.losses import autoregressive as ar
 from genjax.models import ancestral
 
@@ -78,7 +79,7 @@ class RNADE(nnx.Module):
 
         def step(a, key, inp):                                   # a [N, H]
             w_i, v_i, b_i, rho_i = inp                           # [H], [H, 3K], [3K], []
-            out = jax.nn.sigmoid(rho_i * a) @ v_i + b_i          # [N, 3K]
+            out = numerics.sigmoid(rho_i * a) @ v_i + b_i         # [N, 3K]
             logit_w, means, log_s = jnp.split(out, 3, axis=-1)
             log_s = jnp.maximum(log_s, self.min_log_scale)
             k_comp, k_noise = jax.random.split(key)
