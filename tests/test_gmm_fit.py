@@ -106,6 +106,23 @@ def test_vmapped_restarts_equal_separate_fits_and_the_best_is_kept():
         assert float(best.log_likelihood) == float(results.log_likelihood.max())
 
 
+def test_restarts_in_sequence_or_in_batches_equal_the_vmapped_ones():
+    """restart_batch only schedules the work: 5 restarts one at a time, in batches of 2
+    (the last one short) and all vmapped give the same fits (float64, as above)."""
+    with jax.enable_x64(True):
+        x = jnp.asarray(_blobs(300, dim=16).astype(np.float64))
+        runs = [gmm.fit_em(jax.random.key(3), x, 3, restarts=5, tol=1e-4, restart_batch=b)
+                for b in (1, 2, 5)]
+        for best, results in runs[:2]:
+            np.testing.assert_allclose(results.log_likelihood, runs[2][1].log_likelihood,
+                                       rtol=0, atol=1e-8)
+            np.testing.assert_array_equal(results.n_iter, runs[2][1].n_iter)
+            np.testing.assert_allclose(best.params.means, runs[2][0].params.means, atol=1e-8)
+    on_cpu = jax.default_backend() == "cpu"
+    assert gmm.default_restart_batch(jnp.zeros((10, 64)), 16) == (1 if on_cpu else 16)
+    assert gmm.default_restart_batch(jnp.zeros((10, 2)), 16) == 16
+
+
 def test_kmeans_plusplus_never_picks_a_point_that_is_already_a_centre():
     # 500 copies of one point and a single far point: after the first centre, every copy
     # has distance 0, so the second centre must be the other location

@@ -75,21 +75,26 @@ def init_params(key, x, num_components: int, *, method: str = "kmeans++",
     return m_step(x, gmm.hard_assignment(x, centres), prior_count=prior_count)
 
 
-@partial(jax.jit, static_argnames=("num_components", "init", "restarts", "max_iter"))
+@partial(jax.jit, static_argnames=("num_components", "init", "restarts", "max_iter",
+                                   "restart_batch"))
 def fit_em_compiled(key, x, *, num_components: int, init: str = "kmeans++",
-                    restarts: int = 1, tol=1e-3, max_iter: int = 100, prior_count=1.0):
+                    restarts: int = 1, tol=1e-3, max_iter: int = 100, prior_count=1.0,
+                    restart_batch: int | None = None):
     keys = jax.random.split(key, restarts)
     inits = jax.vmap(lambda k: init_params(k, x, num_components, method=init,
                                            prior_count=prior_count))(keys)
-    results = jax.vmap(lambda p: em(x, p, tol=tol, max_iter=max_iter,
-                                    prior_count=prior_count))(inits)
+    batch = (gmm.default_restart_batch(x, restarts) if restart_batch is None
+             else restart_batch)
+    results = gmm.map_restarts(lambda p: em(x, p, tol=tol, max_iter=max_iter,
+                                            prior_count=prior_count), inits, restarts, batch)
     return gmm.best_of(results)[0], results
 
 
 def fit_em(key, x, num_components: int, *, init: str = "kmeans++", restarts: int = 1,
            tol: float = 1e-3, max_iter: int = 100, prior_count: float = 1.0):
     """Fits a K-component mixture of Bernoullis to x [N, D] in [0, 1] by EM, ``restarts``
-    initialisations at once (vmapped), keeping the best by final log-likelihood. Returns
+    initialisations in one compiled program (`gmm.default_restart_batch` of them at once),
+    keeping the best by final log-likelihood. Returns
     (best gmm.EMResult, all restarts). Raises ValueError on bad input: NaN/inf, values
     outside [0, 1], fewer points than components (`gmm.check_data`)."""
     if init not in gmm.INITS:
