@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from genjax import random as grandom
+from genjax.nn.group_norm import GroupNorm
 from genjax.nn.loop_conv import Conv
 
 
@@ -41,7 +42,7 @@ def _dropout(key, x, rate: float):
 
 
 def _norm(channels: int, groups: int, rngs):
-    return nnx.GroupNorm(channels, num_groups=math.gcd(groups, channels), rngs=rngs)
+    return GroupNorm(channels, num_groups=math.gcd(groups, channels), rngs=rngs)
 
 
 class ResBlock(nnx.Module):
