@@ -48,6 +48,8 @@ SLOW = pytest.mark.slow     # each case compiles two layers' gradients (3-5 s)
 CASES = [  # (transposed?, input shape, Cin, Cout, stride, kernel, padding)
     pytest.param(False, (4, 14, 14, 8), 8, 16, 2, 4, "SAME", marks=SLOW),
     (False, (4, 28, 28, 1), 1, 8, 2, 4, "SAME"),        # the DCGAN D's first layer
+    (False, (3, 10, 9, 8), 8, 6, 1, 3, "SAME"),         # U-Net 3x3: per-row weight gradient
+    (False, (2, 9, 11, 12), 12, 4, 1, 2, "VALID"),      # per-row, even kernel, no padding
     pytest.param(False, (4, 7, 7, 3), 3, 5, 2, 3, "SAME", marks=SLOW),     # odd size
     pytest.param(False, (4, 9, 9, 3), 3, 5, 1, 3, "SAME", marks=SLOW),
     pytest.param(False, (4, 12, 12, 3), 3, 2, 3, 5, "VALID", marks=SLOW),

@@ -9,7 +9,8 @@ is slow even outside one. This module computes the same functions with gradients
 only from what XLA:CPU does fast, ordinary NHWC convolutions and matrix products:
 
 * weight gradient: im2col (the kernel's strided slices of the padded input, stacked)
-  times the output gradient, one matrix product;
+  times the output gradient, one matrix product (for stride-1 layers, one per kernel row,
+  see `_weight_grad`);
 * input gradient of a strided convolution, and a transposed convolution itself: the
   sub-pixel decomposition, one stride-1 convolution per output phase (a transposed
   convolution with stride s is s^2 small convolutions whose outputs interleave), so no
@@ -150,6 +151,33 @@ def _im2col(x, kernel, strides, padding, out_size):
                             for i in range(kh) for j in range(kw)], -1)
 
 
+# Stride-1 layers with at least this many input channels take the per-row weight gradient.
+ROWS_MIN_CHANNELS = 8
+
+
+def _weight_grad(x, dy, kernel, strides, padding):
+    """dW [kh, kw, Cin, Cout] of a convolution: the sum over the batch and the output
+    positions of each input window times dy [B, oh, ow, Cout].
+
+    Full im2col builds every window ([B, oh, ow, kh*kw*Cin]) and makes one product. For
+    stride-1 layers with Cin >= ROWS_MIN_CHANNELS this builds only the kw horizontal taps,
+    in row-major order [H, B, ow, kw*Cin], so each kernel row's windows are a contiguous
+    slice, and makes one product per kernel row: a third of the copying, 10-30% faster on
+    a U-Net's 3x3 layers on 2 cores (slower for strided or single-channel layers, which
+    keep full im2col)."""
+    (kh, kw), (oh, ow), cin, cout = kernel, dy.shape[1:3], x.shape[-1], dy.shape[-1]
+    if strides != (1, 1) or cin < ROWS_MIN_CHANNELS:
+        cols = _im2col(x, kernel, strides, padding, (oh, ow))            # [B, oh, ow, K]
+        return (cols.reshape(-1, kh * kw * cin).T @ dy.reshape(-1, cout)).reshape(
+            kh, kw, cin, cout)
+    xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+    taps = jnp.concatenate([xp[:, :, j:j + ow] for j in range(kw)], -1)   # [B, Hp, ow, kw*Ci]
+    taps = taps.transpose(1, 0, 2, 3)                                     # [Hp, B, ow, kw*Ci]
+    dy_rows = dy.transpose(1, 0, 2, 3).reshape(-1, cout)                  # [oh*B*ow, Co]
+    return jnp.stack([taps[i:i + oh].reshape(-1, kw * cin).T @ dy_rows
+                      for i in range(kh)]).reshape(kh, kw, cin, cout)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def conv2d(x, w, strides=(1, 1), padding=((0, 0), (0, 0))):
     """x [B, H, W, Cin], w [kh, kw, Cin, Cout] -> [B, H', W', Cout]: the correlation of
@@ -166,9 +194,7 @@ def _fwd(x, w, strides, padding):
 def _bwd(strides, padding, res, dy):
     x, w = res
     kh, kw, cin, cout = w.shape
-    b, oh, ow, _ = dy.shape
-    cols = _im2col(x, (kh, kw), strides, padding, (oh, ow))              # [B, oh, ow, K]
-    dw = (cols.reshape(-1, kh * kw * cin).T @ dy.reshape(-1, cout)).reshape(w.shape)
+    dw = _weight_grad(x, dy, (kh, kw), tuple(strides), padding)
     # dx[u] = sum_t w[t] dy_dilated[u + pl - t]: a dilated correlation of dy with the
     # flipped, transposed kernel, padded by k - 1 - pl
     lo = (kh - 1 - padding[0][0], kw - 1 - padding[1][0])
