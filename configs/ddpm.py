@@ -2,7 +2,7 @@
 
   (default)  a small U-Net (16 channels, 28 -> 14, attention at 14x14) on mnist5k scaled
              to [-1, 1], T = 1000 linear schedule, eps prediction, 2,000 steps of batch
-             64; sized for a CPU (24 minutes on 2 cores with the evaluation; the
+             64; sized for a CPU (23-24 minutes on 2 cores with the evaluation; the
              samples are digit-like strokes)
   gpu        the same data with a 32-channel, 3-level U-Net (28 -> 14 -> 7, attention at
              7x7), 15,000 steps of batch 128: minutes on one GPU, recognisable digits

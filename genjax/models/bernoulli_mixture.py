@@ -83,10 +83,8 @@ def fit_em_compiled(key, x, *, num_components: int, init: str = "kmeans++",
     keys = jax.random.split(key, restarts)
     inits = jax.vmap(lambda k: init_params(k, x, num_components, method=init,
                                            prior_count=prior_count))(keys)
-    batch = (gmm.default_restart_batch(x, restarts) if restart_batch is None
-             else restart_batch)
     results = gmm.map_restarts(lambda p: em(x, p, tol=tol, max_iter=max_iter,
-                                            prior_count=prior_count), inits, restarts, batch)
+                                            prior_count=prior_count), x, inits, restart_batch)
     return gmm.best_of(results)[0], results
 
 

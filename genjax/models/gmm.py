@@ -256,9 +256,13 @@ def default_restart_batch(x, restarts: int) -> int:
     return restarts
 
 
-def map_restarts(fit: Callable, inits, restarts: int, restart_batch: int):
-    """fit(init) -> result over a leading [restarts] axis of ``inits``: all vmapped when
-    restart_batch >= restarts, else ``lax.map`` in vmapped batches of restart_batch."""
+def map_restarts(fit: Callable, x, inits, restart_batch: int | None = None):
+    """fit(init) -> result over the leading [restarts] axis of ``inits`` (fits to x):
+    all vmapped when restart_batch >= restarts, else ``lax.map`` in vmapped batches of
+    restart_batch; None: `default_restart_batch`."""
+    restarts = len(jax.tree_util.tree_leaves(inits)[0])
+    if restart_batch is None:
+        restart_batch = default_restart_batch(x, restarts)
     if restart_batch >= restarts:
         return jax.vmap(fit)(inits)
     return jax.lax.map(fit, inits, batch_size=max(int(restart_batch), 1))
@@ -276,10 +280,9 @@ def fit_em_compiled(key, x, *, num_components: int, covariance_type: str = "full
     inits = jax.vmap(lambda k: init_params(k, x, num_components, method=init,
                                            covariance_type=covariance_type,
                                            reg_covar=reg_covar))(keys)
-    batch = default_restart_batch(x, restarts) if restart_batch is None else restart_batch
     results = map_restarts(lambda p: em(x, p, covariance_type=covariance_type, tol=tol,
                                         max_iter=max_iter, reg_covar=reg_covar),
-                           inits, restarts, batch)
+                           x, inits, restart_batch)
     return best_of(results)[0], results
 
 
