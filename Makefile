@@ -1,38 +1,47 @@
 # One command each, on a fresh clone (Python 3.10+ with venv):
-#   make run    set up .venv and train + evaluate the default VAE on embedded MNIST
-#   make test   set up .venv and run the test suite
+#   make run       set up .venv (runtime lock) and train + evaluate the default VAE on embedded MNIST
+#   make test      set up .venv (runtime + dev locks) and run the default test suite
+#   make test-all  the same with the tests marked slow too (what CI runs)
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/pip install -q --disable-pip-version-check
 
-.PHONY: setup run test test-all bench bench-gan bench-nade bench-ddpm clean
+.PHONY: setup setup-dev run test test-all bench bench-gan bench-nade bench-ddpm clean
 setup: $(VENV)/.installed
+setup-dev: $(VENV)/.installed-dev
 
+# Runtime only: what genjax imports (no pytest, no PyTorch).
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PIP) -r requirements.lock
+	$(PIP) --no-deps --no-build-isolation -e .
+	touch $@
+
+# Tests and benchmarks: pytest, and PyTorch for the benchmarks' peers.
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.lock
+	$(PIP) -r requirements-dev.lock
 	touch $@
 
 run: setup
 	$(BIN)/python -m experiments.vae --config=configs/vae.py
 
-test: setup
+test: setup-dev
 	$(BIN)/python -m pytest -q
 
-test-all: setup
+test-all: setup-dev
 	$(BIN)/python -m pytest -q -m ''
 
-bench: setup
+bench: setup-dev
 	$(BIN)/python -m benchmarks.vae_throughput
 
-bench-gan: setup
+bench-gan: setup-dev
 	$(BIN)/python -m benchmarks.gan_throughput
 
-bench-nade: setup
+bench-nade: setup-dev
 	$(BIN)/python -m benchmarks.nade_throughput
 
-bench-ddpm: setup
+bench-ddpm: setup-dev
 	$(BIN)/python -m benchmarks.ddpm_throughput
 
 clean:
