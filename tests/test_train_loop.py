@@ -1,8 +1,9 @@
-"""The shared loop: data order, resume after a real SIGKILL, 8-device equivalence,
-non-finite stops, hyper-parameters as arrays (vmappable steps)."""
+"""The shared loop: data order, resume after a real SIGKILL or SIGTERM, 8-device
+equivalence, non-finite stops, hyper-parameters as arrays (vmappable steps)."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -56,38 +57,77 @@ def test_each_epoch_visits_every_example_once_in_a_seed_dependent_order():
     assert not np.array_equal(other, epoch0[:b])
 
 
-def test_resume_after_sigkill_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):
-    steps = ["--config.train.num_steps=1000", "--config.train.steps_per_dispatch=10",
-             "--config.train.checkpoint_every=50"]
-    full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
-    p = run_vae(full, *steps)
-    out_full = p.communicate(timeout=600)[0]
-    assert p.returncode == 0, out_full
+STEPS = ["--config.train.num_steps=1000", "--config.train.steps_per_dispatch=10",
+         "--config.train.checkpoint_every=50"]
 
-    p = run_vae(killed, *steps)
-    ckdir = os.path.join(killed, "checkpoints")
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The final (step, parameters) of an uninterrupted run with STEPS."""
+    full = str(tmp_path_factory.mktemp("uninterrupted"))
+    p = run_vae(full, *STEPS)
+    out = p.communicate(timeout=600)[0]
+    assert p.returncode == 0, out
+    return restore_params(full)
+
+
+def start_and_stop_mid_run(workdir, sig):
+    """Starts a run with STEPS, sends ``sig`` once a checkpoint at step >= 300 exists;
+    returns (return code, output)."""
+    p = run_vae(workdir, *STEPS)
+    ckdir = os.path.join(workdir, "checkpoints")
     deadline = time.time() + 300
-    while time.time() < deadline:                     # kill once training is under way
+    while time.time() < deadline:                     # stop once training is under way
         done = [int(d) for d in os.listdir(ckdir) if d.isdigit()] if os.path.isdir(ckdir) else []
         if done and max(done) >= 300:
             break
         time.sleep(0.05)
-    os.kill(p.pid, signal.SIGKILL)
-    p.communicate(timeout=60)
-    assert p.returncode == -signal.SIGKILL
-    step_at_kill, _ = restore_params(killed)
-    assert 300 <= step_at_kill < 1000, "the kill must land mid-run"
+    os.kill(p.pid, sig)
+    out = p.communicate(timeout=60)[0]
+    return p.returncode, out
 
-    p = run_vae(killed, *steps)
+
+def resume_and_compare(workdir, uninterrupted):
+    p = run_vae(workdir, *STEPS)
     out = p.communicate(timeout=600)[0]
     assert p.returncode == 0, out
     assert "resumed from" in out
-    s_full, leaves_full = restore_params(full)
-    s_res, leaves_res = restore_params(killed)
+    s_full, leaves_full = uninterrupted
+    s_res, leaves_res = restore_params(workdir)
     assert s_full == s_res == 1000
     assert len(leaves_full) == len(leaves_res)
     for a, b in zip(leaves_full, leaves_res):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))   # bit for bit
+    return out
+
+
+def test_resume_after_sigkill_is_bitwise_equal_to_an_uninterrupted_run(tmp_path,
+                                                                       uninterrupted):
+    killed = str(tmp_path / "killed")
+    rc, _ = start_and_stop_mid_run(killed, signal.SIGKILL)
+    assert rc == -signal.SIGKILL
+    step_at_kill, _ = restore_params(killed)
+    assert 300 <= step_at_kill < 1000, "the kill must land mid-run"
+    resume_and_compare(killed, uninterrupted)
+
+
+def test_sigterm_saves_a_checkpoint_exits_130_and_the_rerun_is_bitwise_equal(
+        tmp_path, uninterrupted):
+    """As the cli documents: the current dispatch finishes, a checkpoint of that step is
+    saved, 'interrupted: ...' is printed and the exit code is 130."""
+    stopped = str(tmp_path / "stopped")
+    rc, out = start_and_stop_mid_run(stopped, signal.SIGTERM)
+    assert rc == 130, out
+    m = re.search(r"^interrupted: stopped by signal 15 at step (\d+); a checkpoint is saved "
+                  r"in (\S+): rerun the same command to resume$", out, re.MULTILINE)
+    assert m, out
+    step, where = int(m.group(1)), m.group(2)
+    assert 300 <= step < 1000, "the signal must land mid-run"
+    assert where == os.path.join(os.path.abspath(stopped), "checkpoints")
+    assert restore_params(stopped)[0] == step       # saved at that step, not only at 50s
+    assert "Traceback" not in out and "results.json" not in out
+    out = resume_and_compare(stopped, uninterrupted)
+    assert f"at step {step}" in out
 
 
 def test_eight_devices_give_the_same_losses_as_one(tmp_path):

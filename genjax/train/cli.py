@@ -2,7 +2,11 @@
 one-line errors, a default workdir.
 
     python -m experiments.vae --config=configs/vae.py[:preset] [--workdir=DIR]
-                              [--config.optim.lr=3e-4 ...]
+                              [--config.optim.lr=3e-4 ...] [--allow_config_change]
+
+Rerunning in a workdir that holds a checkpoint resumes it; a config that differs from the
+checkpoint's in more than what is safe to change on resume (`genjax.train.resume`) is an
+error unless --allow_config_change is given.
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ from typing import Callable
 from absl import app, flags, logging as absl_logging
 
 from genjax.data import DatasetError
-from genjax.train.checkpoint import CheckpointMismatchError
+from genjax.train import resume
+from genjax.train.checkpoint import CheckpointDamagedError, CheckpointMismatchError
 from genjax.train.config import ConfigError
-from genjax.train.loop import Interrupted, NonFiniteError
+from genjax.train.loop import Interrupted, NonFiniteDataError, NonFiniteError
 
-USER_ERRORS = (ConfigError, DatasetError, CheckpointMismatchError, NonFiniteError)
+# ConfigError covers resume.ConfigChangeError and resume.WorkdirError.
+USER_ERRORS = (ConfigError, DatasetError, CheckpointMismatchError, CheckpointDamagedError,
+               NonFiniteError, NonFiniteDataError)
 
 
 def _one_line(e: BaseException) -> str:
@@ -57,9 +64,10 @@ def default_workdir(experiment: str, config) -> str:
 
 def run(train_and_evaluate: Callable, *, experiment: str, config_file: str,
         description: str = "") -> None:
-    """Define --config (a locked ml-collections config file, default ``config_file``) and
-    --workdir (default runs/<experiment>/<preset>), then app.run ``train_and_evaluate(config,
-    workdir)`` with clear errors: a user error prints 'error: ...' on one line and exits 1;
+    """Define --config (a locked ml-collections config file, default ``config_file``),
+    --workdir (default runs/<experiment>/<preset>) and --allow_config_change (see
+    `genjax.train.resume`), then app.run ``train_and_evaluate(config, workdir)`` with clear
+    errors: a user error prints 'error: ...' on one line and exits 1;
     an interruption exits 130 after its checkpoint is saved.
 
     The flags are defined here, not when an experiment module is imported, so that several
@@ -71,6 +79,11 @@ def run(train_and_evaluate: Callable, *, experiment: str, config_file: str,
         f"{description or experiment} config file, optionally with :preset.", lock_config=True)
     workdir_flag = flags.DEFINE_string(
         "workdir", None, f"Output folder (default runs/{experiment}/<preset>).")
+    allow_flag = flags.DEFINE_bool(
+        "allow_config_change", False,
+        "Resume the checkpoint in --workdir even if the config differs from its config.json "
+        "in fields that are not safe to change on resume (the old config is kept as "
+        "config.<step>.json).")
 
     def main(argv):
         if len(argv) > 1:
@@ -83,7 +96,8 @@ def run(train_and_evaluate: Callable, *, experiment: str, config_file: str,
             import jax
             jax.distributed.initialize()
         try:
-            train_and_evaluate(config, workdir)
+            with resume.allowing_config_change(allow_flag.value):
+                train_and_evaluate(config, workdir)
         except USER_ERRORS as e:
             print(f"error: {_one_line(e)}", file=sys.stderr)
             sys.exit(1)

@@ -12,16 +12,25 @@ import numpy as np
 
 from genjax import data as gdata
 from genjax.data import transforms
-from genjax.train import config as cfglib
+from genjax.train import config as cfglib, resume
 from genjax.train.results import write_results
 from genjax.train.writers import log
 
 
-def prepare(config, workdir: str, *, kinds=("image",)) -> gdata.Dataset:
-    """Validates the shared config sections, loads and validates the dataset, and writes
-    config.json into ``workdir``. Raises ConfigError / DatasetError with one line."""
+def prepare(config, workdir: str, *, kinds=("image",),
+            allow_config_change: bool | None = None) -> gdata.Dataset:
+    """Validates the shared config sections, checks that ``workdir`` can hold the run (a
+    folder; when it holds a checkpoint, a config that differs from its config.json only in
+    fields safe to change on resume, `genjax.train.resume`), loads and validates the
+    dataset, and writes config.json into ``workdir``. Raises ConfigError (or its
+    ConfigChangeError / WorkdirError) / DatasetError with one line.
+
+    allow_config_change: continue from the checkpoint whatever changed (None: as the cli's
+    --allow_config_change, `resume.allowing_config_change`, says; default no)."""
     cfglib.validate_common(config, jax.device_count())
     cfglib.one_of(config, "data.preprocess", transforms.PREPROCESS_MODES)
+    resume.ensure_workdir(workdir, create=False)     # created once all is checked
+    change = resume.check_config(config, workdir, allow_config_change=allow_config_change)
     ds = gdata.load(config.data.name, data_dir=config.data.data_dir or None, seed=config.seed)
     if ds.kind not in kinds:
         raise gdata.DatasetError(
@@ -31,9 +40,7 @@ def prepare(config, workdir: str, *, kinds=("image",)) -> gdata.Dataset:
     if config.data.get("classes"):
         ds = select_classes(ds, tuple(config.data.classes))
     cfglib.validate_batch_vs_data(config, len(ds.train))
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
+    resume.record_config(config, workdir, change)
     log(f"{config.data.name}: {len(ds.train)} train / {len(ds.test)} test examples of shape "
         f"{ds.example_shape}; workdir {os.path.abspath(workdir)}; devices {jax.devices()}")
     return ds

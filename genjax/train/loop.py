@@ -12,10 +12,16 @@
 * Randomness depends on (seed, step) and data order on (seed, epoch) only, and chunk
   boundaries fall on multiples of steps_per_dispatch, so a run resumed from a checkpoint
   repeats the uninterrupted run bit for bit.
-* Rerunning with the same workdir resumes from the latest checkpoint. The
+* Rerunning with the same workdir resumes from the latest checkpoint that can be read
+  (a damaged newer one is reported and moved aside, `genjax.train.checkpoint`). The
   hyper-parameters in ``state.hparams`` are taken from the new config, not the checkpoint,
   so a run stopped by a non-finite loss can be resumed with a lower learning rate.
-* SIGTERM / SIGINT finish the current dispatch, save a checkpoint and stop.
+  (Experiments check the rest of the config against the checkpoint's in
+  `experiment.prepare`, `genjax.train.resume`.)
+* SIGTERM / SIGINT finish the current dispatch, save a checkpoint and stop with
+  `Interrupted` (the cli prints 'interrupted: ...' and exits 130).
+* ``train_data`` is checked on the host before anything compiles: NaN or inf in a float
+  array raises `NonFiniteDataError` naming the array and the count.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import numpy as np
 
 from genjax.train import batches, sharding
 from genjax.train.checkpoint import Checkpointer
+from genjax.train.resume import ensure_workdir
 from genjax.train.writers import MetricWriter, log
 
 
@@ -39,6 +46,36 @@ class NonFiniteError(RuntimeError):
 
 class Interrupted(RuntimeError):
     """The run was stopped by a signal after saving a checkpoint."""
+
+
+class NonFiniteDataError(ValueError):
+    """The training data handed to `train` holds NaN or infinite values."""
+
+
+def check_finite_data(train_data) -> None:
+    """Raises NonFiniteDataError (one line: which array, how many NaN / inf, the first
+    index) when a floating-point array of ``train_data`` holds non-finite values. Runs on
+    the host; integer arrays (e.g. uint8 images, labels) cannot hold them and are skipped,
+    as are arrays not addressable from this process."""
+    leaves = jax.tree_util.tree_flatten_with_path(train_data)[0]
+    for path, leaf in leaves:
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is None or not jax.numpy.issubdtype(dtype, jax.numpy.inexact):
+            continue
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            continue
+        x = np.asarray(leaf)
+        if x.dtype.kind not in "fc":              # bfloat16 & co: count in float32
+            x = x.astype(np.float32)
+        bad = ~np.isfinite(x)
+        if bad.any():
+            nan, inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
+            name = "train_data" + jax.tree_util.keystr(path)
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise NonFiniteDataError(
+                f"{name} ({x.dtype} {list(x.shape)}) holds {nan} NaN and {inf} infinite "
+                f"values of {x.size} (the first at index {first}); the data must be finite: "
+                "remove or impute those values before training")
 
 
 def make_chunk(step_fn: Callable, *, num_examples: int, batch_size: int, batch_sharding):
@@ -86,6 +123,8 @@ def train(state, step_fn: Callable, train_data, *, cfg, seed: int, workdir: str,
     dispatch's mean metrics, the steady-state steps/s and the compile time in seconds.
     """
     num_steps, per = int(cfg.num_steps), int(cfg.steps_per_dispatch)
+    check_finite_data(train_data)
+    ensure_workdir(workdir)
     mesh = sharding.data_mesh() if mesh is None else mesh
     num_examples = len(jax.tree_util.tree_leaves(train_data)[0])
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=int(cfg.keep_checkpoints))
@@ -143,20 +182,25 @@ def train(state, step_fn: Callable, train_data, *, cfg, seed: int, workdir: str,
                          if last is not None else "no checkpoint had been saved yet")
                 raise NonFiniteError(
                     f"training stopped: {bad[1]} = {bad[2]} at step {bad[0]}; {where}. "
-                    f"Lower --config.optim.lr or set --config.optim.grad_clip, then rerun "
-                    f"with the same --workdir to resume.")
+                    f"Lower --config.optim.lr (or --config.optim.grad_clip where it is on) "
+                    f"and rerun with the same --workdir to resume, or start a new --workdir "
+                    f"with --config.optim.grad_clip set.")
             step += n
             summary = {k: float(np.mean(v)) for k, v in metrics.items()}
             writer.write(step, summary)
             writer.progress(step, summary)
-            if step % int(cfg.checkpoint_every) == 0 or step == num_steps or stop["signal"]:
+            saved = step % int(cfg.checkpoint_every) == 0 or step == num_steps \
+                or stop["signal"]
+            if saved:
                 ckpt.save(step, state)
             if eval_fn is not None and cfg.eval_every and step % int(cfg.eval_every) == 0 \
                     and step < num_steps:
                 ev = eval_fn(state)
                 writer.write(step, ev, prefix="eval")
                 log("[eval] " + " ".join(f"{k} {v:.4f}" for k, v in ev.items()))
-            if stop["signal"]:
+            if stop["signal"]:                   # (it may have come during eval_fn)
+                if not saved:
+                    ckpt.save(step, state)
                 ckpt.wait()
                 raise Interrupted(f"stopped by signal {stop['signal']} at step {step}; a "
                                   f"checkpoint is saved in {ckpt.directory}: rerun the same "
