@@ -23,6 +23,10 @@ storing them: O(BH + BD) memory and about 2.5x faster than differentiating the s
 
 Units: nats; log-likelihoods are summed over the D dimensions and returned per example
 ([B]); only `nll_loss` averages over the batch.
+
+The shapes above are checked at trace time (`genjax.shapes`): B, D, H and K must agree
+across x and every parameter, and a mismatch raises a ``ValueError`` naming the argument
+and both shapes (a [D] bias against [B, D] logits would otherwise broadcast silently).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from jax.scipy.special import logsumexp
 
 from genjax import distributions as dist
 from genjax import numerics
+from genjax.shapes import Shapes
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -45,6 +50,9 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 def bernoulli_log_likelihood(x, logits):
     """sum_i log Bernoulli(x_i | sigmoid(logits_i)): x, logits [B, D] -> [B]; nats."""
+    s = Shapes("losses.autoregressive.bernoulli_log_likelihood")
+    s("x", x, "B D")
+    s("logits", logits, "B D")
     return dist.log_bernoulli_logits(x, logits, event_ndim=1)
 
 
@@ -53,14 +61,20 @@ def autoregressive_log_likelihood(x, *, logits_fn: Callable):
 
     x: [B, D] in {0, 1}. logits_fn(x) -> [B, D], whose entry i is the logit of
     p(x_i = 1 | x_<i) and so may depend on x only through the entries before i in the
-    model's ordering (a MADE, an FVBN, ...; nothing here checks that). Returns [B] nats.
+    model's ordering (a MADE, an FVBN, ...; nothing here checks that, only the shapes).
+    Returns [B] nats.
     """
-    return bernoulli_log_likelihood(x, logits_fn(x))
+    s = Shapes("losses.autoregressive.autoregressive_log_likelihood")
+    s("x", x, "B D")
+    logits = logits_fn(x)
+    s("logits_fn(x)", logits, "B D")
+    return dist.log_bernoulli_logits(x, logits, event_ndim=1)
 
 
 def nll_loss(log_px):
     """The maximum-likelihood objective from per-example log-likelihoods log_px [B]:
     returns (loss = -mean_B log_px, {"log_likelihood": mean_B log_px}); nats."""
+    Shapes("losses.autoregressive.nll_loss")("log_px", log_px, "B")
     mean = jnp.mean(log_px)
     return -mean, {"log_likelihood": mean}
 
@@ -81,16 +95,50 @@ def fvbn_mask(dim: int, context: int = 0, dtype=jnp.float32):
 def fvbn_logits(x, *, W, b, context: int = 0):
     """Logits of p(x_i = 1 | x_<i) for every i: x [B, D] -> [B, D]. W [D, D] (only the
     entries allowed by `fvbn_mask` are used, so the others get zero gradient), b [D]."""
+    _check_fvbn("losses.autoregressive.fvbn_logits", x, W, b)
+    return _fvbn_logits(x, W, b, context)
+
+
+def _check_fvbn(where, x, W, b):
+    s = Shapes(where)
+    s("x", x, "B D")
+    s("W", W, "D D")
+    s("b", b, "D")
+
+
+def _fvbn_logits(x, W, b, context):
     return x @ (W * fvbn_mask(W.shape[0], context, W.dtype)).T + b
 
 
 def fvbn_log_likelihood(x, *, W, b, context: int = 0):
     """Fully visible sigmoid belief network: x [B, D] in {0, 1} -> log p(x) [B]; nats.
-    O(D^2) per example (or O(D k) parameters used with ``context=k``)."""
-    return bernoulli_log_likelihood(x, fvbn_logits(x, W=W, b=b, context=context))
+    O(D^2) per example (or O(D k) parameters used with ``context=k``). W [D, D], b [D]."""
+    _check_fvbn("losses.autoregressive.fvbn_log_likelihood", x, W, b)
+    return dist.log_bernoulli_logits(x, _fvbn_logits(x, W, b, context), event_ndim=1)
 
 
 # --------------------------------------------------------------------------------- NADE
+
+def _check_nade(where, x, W, c, V, b, rho=None):
+    """x [B, D], W [H, D], c [H], V [D, H] (NADE) or [D, H, 3K] with b [D, 3K] and rho [D]
+    (RNADE); returns the checker."""
+    s = Shapes(where)
+    s("x", x, "B D")
+    s("W", W, "H D")
+    s("c", c, "H")
+    if rho is None:
+        s("V", V, "D H")
+        s("b", b, "D")
+    else:
+        s("V", V, "D H O")
+        s("b", b, "D O")
+        s("rho", rho, "D")
+        if s.dims["O"] % 3:
+            s.fail(f"V has shape {jnp.shape(V)} but expected [D, H, 3K]: its last axis "
+                   f"{s.dims['O']} holds (logit weights, means, log scales) of K components "
+                   f"and must be a multiple of 3")
+    return s
+
 
 def _hidden_scan(x, W, c, V, rho=None):
     """The shared NADE pass. x [B, D], W [H, D], c [H], V [D, H, *O], rho [D] or None.
@@ -111,6 +159,7 @@ def _hidden_scan(x, W, c, V, rho=None):
 def nade_logits(x, *, W, c, V, b):
     """Logits of p(x_i = 1 | x_<i) for every i: x [B, D] -> [B, D], in O(HD) per example.
     W [H, D], c [H], V [D, H], b [D]. Differentiable by ordinary autodiff."""
+    _check_nade("losses.autoregressive.nade_logits", x, W, c, V, b)
     return _hidden_scan(x, W, c, V)[1] + b
 
 
@@ -128,6 +177,7 @@ def nade_log_likelihood(x, *, W, c, V, b, groups: int = 1):
     communicates. Any value gives the same numbers up to float summation order; the
     largest divisor of B not above ``groups`` is used.
     """
+    _check_nade("losses.autoregressive.nade_log_likelihood", x, W, c, V, b)
     return _nade_ll(x, W, c, V, b, math.gcd(int(groups), x.shape[0]) or 1)
 
 
@@ -186,7 +236,8 @@ _nade_ll.defvjp(_nade_ll_fwd, _nade_ll_bwd)
 def nade_log_likelihood_naive(x, *, W, c, V, b):
     """The same log p(x) [B] computed the naive way, for tests and the benchmark: for each
     i separately h_i = sigmoid(W (x * 1[j < i]) + c), a [B, D] x [D, H] product per
-    dimension (``lax.map`` over i), O(HD^2) per example."""
+    dimension (``lax.map`` over i), O(HD^2) per example. Shapes as `nade_log_likelihood`."""
+    _check_nade("losses.autoregressive.nade_log_likelihood_naive", x, W, c, V, b)
     d = x.shape[1]
 
     def logit_i(inp):
@@ -196,7 +247,7 @@ def nade_log_likelihood_naive(x, *, W, c, V, b):
         return h @ vi + bi                                               # [B]
 
     logits = jax.lax.map(logit_i, (jnp.arange(d), V, b)).T               # [B, D]
-    return bernoulli_log_likelihood(x, logits)
+    return dist.log_bernoulli_logits(x, logits, event_ndim=1)
 
 
 # ------------------------------------------------------------- mixture conditionals
@@ -205,7 +256,17 @@ def gaussian_mixture_log_prob(x, logit_weights, means, log_scales):
     """log sum_k pi_k N(x | mu_k, sigma_k^2) for scalar x, element-wise.
 
     x [...]; logit_weights, means, log_scales [..., K] (pi = softmax(logit_weights),
-    sigma = exp(log_scales)). Returns [...]; nats."""
+    sigma = exp(log_scales)), the same K, their leading axes broadcasting to x's shape.
+    Returns [...] (x's shape); nats."""
+    s = Shapes("losses.autoregressive.gaussian_mixture_log_prob")
+    x_shape = jnp.shape(x)
+    for name, a in (("logit_weights", logit_weights), ("means", means),
+                    ("log_scales", log_scales)):
+        lead = s(name, a, "... K")[:-1]
+        if not (len(lead) <= len(x_shape)
+                and all(d in (1, e) for d, e in zip(reversed(lead), reversed(x_shape)))):
+            s.fail(f"{name} has shape {jnp.shape(a)} but expected [..., K] whose leading "
+                   f"axes broadcast to x's shape {x_shape}")
     log_pi = jax.nn.log_softmax(logit_weights, axis=-1)
     z = (x[..., None] - means) * jnp.exp(-log_scales)
     comp = -0.5 * (LOG_2PI + z * z) - log_scales
@@ -216,12 +277,19 @@ def rnade_conditionals(x, *, W, c, V, b, rho, min_log_scale: float = -7.0):
     """The mixture parameters of p(x_i | x_<i) for every i: x [B, D] real ->
     (logit_weights, means, log_scales), each [B, D, K]. W [H, D], c [H], V [D, H, 3K],
     b [D, 3K], rho [D]. Log scales are clipped below at ``min_log_scale``."""
+    _check_nade("losses.autoregressive.rnade_conditionals", x, W, c, V, b, rho)
+    return _rnade_conditionals(x, W, c, V, b, rho, min_log_scale)
+
+
+def _rnade_conditionals(x, W, c, V, b, rho, min_log_scale):
     _, out = _hidden_scan(x, W, c, V, rho)                               # [B, D, 3K]
     logit_w, means, log_s = jnp.split(out + b, 3, axis=-1)
     return logit_w, means, jnp.maximum(log_s, min_log_scale)
 
 
 def rnade_log_likelihood(x, *, W, c, V, b, rho, min_log_scale: float = -7.0):
-    """RNADE: x [B, D] real -> log p(x) [B]; nats (a density on R^D), O(HDK) per example."""
-    params = rnade_conditionals(x, W=W, c=c, V=V, b=b, rho=rho, min_log_scale=min_log_scale)
+    """RNADE: x [B, D] real -> log p(x) [B]; nats (a density on R^D), O(HDK) per example.
+    W [H, D], c [H], V [D, H, 3K], b [D, 3K], rho [D]."""
+    _check_nade("losses.autoregressive.rnade_log_likelihood", x, W, c, V, b, rho)
+    params = _rnade_conditionals(x, W, c, V, b, rho, min_log_scale)
     return jnp.sum(gaussian_mixture_log_prob(x, *params), axis=-1)

@@ -8,7 +8,10 @@
   stratified sampling of ``num_t`` steps per image (``num_t = T - 1``: the exact sum).
 
 Data x_0 are images [B, *E] scaled to [-1, 1] (``uint8 / 127.5 - 1``); t are 0-based
-(see `genjax.diffusion.schedules`).
+(see `genjax.diffusion.schedules`). ``model_fn(x_t [B, *E], t [B])`` returns [B, *E].
+These shapes are checked at trace time (`genjax.shapes`): a denoiser output of another
+shape (e.g. [B, 1, ...], which would broadcast against the target) raises a
+``ValueError`` naming it and both shapes.
 """
 
 from __future__ import annotations
@@ -25,16 +28,29 @@ from jax.scipy.stats import norm
 from genjax import random as grandom
 from genjax.diffusion import forward, reverse
 from genjax.diffusion.schedules import Schedule
+from genjax.shapes import Shapes
 
 
 def _sum_event(v):
     return v.reshape(v.shape[0], -1).sum(-1)
 
 
+def _checked_model(s: Shapes, model_fn: Callable) -> Callable:
+    """model_fn whose output is checked against x_0's [B, *E] (bound in ``s``)."""
+    def checked(xt, t):
+        out = model_fn(xt, t)
+        s("model_fn(x_t, t)", out, "B *E")
+        return out
+    return checked
+
+
 def noise_loss(x0, key, *, model_fn: Callable, schedule: Schedule, prediction: str = "eps"):
     """L_simple: the squared error of the network's ``prediction`` ("eps", "x0", "v") at
     a uniform step, averaged over pixels and over the batch (as DDPM). x0: [B, *E] in
-    [-1, 1]. Returns (loss scalar, metrics {"mse": loss})."""
+    [-1, 1]; model_fn(x_t, t) -> [B, *E]. Returns (loss scalar, metrics {"mse": loss})."""
+    s = Shapes("losses.ddpm.noise_loss")
+    s("x0", x0, "B *E")
+    model_fn = _checked_model(s, model_fn)
     k_t, k_noise = jax.random.split(key)
     t = jax.random.randint(k_t, (x0.shape[0],), 0, schedule.num_steps)
     noise = grandom.normal(k_noise, x0.shape)
@@ -45,7 +61,13 @@ def noise_loss(x0, key, *, model_fn: Callable, schedule: Schedule, prediction: s
 
 
 def normal_kl(mean1, log_var1, mean2, log_var2):
-    """KL(N(mean1, exp(log_var1)) || N(mean2, exp(log_var2))), element-wise, nats."""
+    """KL(N(mean1, exp(log_var1)) || N(mean2, exp(log_var2))), element-wise over mean1's
+    shape (the others broadcast to it, e.g. a per-example log_var [B, 1, ...] or a
+    scalar); nats."""
+    s = Shapes("losses.ddpm.normal_kl")
+    shape = jnp.shape(mean1)
+    for name, a in (("log_var1", log_var1), ("mean2", mean2), ("log_var2", log_var2)):
+        s.broadcastable(name, a, "mean1", shape)
     return 0.5 * (log_var2 - log_var1 + jnp.exp(log_var1 - log_var2)
                   + (mean1 - mean2) ** 2 * jnp.exp(-log_var2) - 1.0)
 
@@ -53,7 +75,10 @@ def normal_kl(mean1, log_var1, mean2, log_var2):
 def discretized_gaussian_log_likelihood(x, *, mean, log_scale):
     """log P(x) for 8-bit data x in [-1, 1] (values k / 127.5 - 1) under N(mean,
     exp(log_scale)^2) integrated over x's bin of width 2/255; the edge bins extend to
-    -inf / +inf. Element-wise, nats."""
+    -inf / +inf. Element-wise over x's shape (mean and log_scale broadcast to it); nats."""
+    s = Shapes("losses.ddpm.discretized_gaussian_log_likelihood")
+    s.broadcastable("mean", mean, "x", jnp.shape(x))
+    s.broadcastable("log_scale", log_scale, "x", jnp.shape(x))
     inv = jnp.exp(-log_scale)
     hi = inv * (x - mean + 1.0 / 255.0)
     lo = inv * (x - mean - 1.0 / 255.0)
@@ -65,7 +90,8 @@ def discretized_gaussian_log_likelihood(x, *, mean, log_scale):
 
 
 def prior_kl(x0, schedule: Schedule):
-    """L_T = KL(q(x_T | x_0) || N(0, I)) summed over pixels: [B] nats."""
+    """L_T = KL(q(x_T | x_0) || N(0, I)) summed over pixels: x0 [B, *E] -> [B] nats."""
+    Shapes("losses.ddpm.prior_kl")("x0", x0, "B *E")
     ab = schedule.alpha_bars[-1]
     return _sum_event(normal_kl(jnp.sqrt(ab) * x0, jnp.log1p(-ab), 0.0, 0.0))
 
@@ -73,7 +99,16 @@ def prior_kl(x0, schedule: Schedule):
 def step_terms(x0, t, key, *, model_fn: Callable, schedule: Schedule,
                prediction: str = "eps", variance: str = "beta", clip: bool = False):
     """L_t for each example at its own step t [B]: the decoder's -log p(x_0 | x_1) at
-    t = 0, KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)) otherwise. [B] nats."""
+    t = 0, KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)) otherwise. x0 [B, *E], t [B]
+    int, model_fn(x_t, t) -> [B, *E]. Returns [B] nats."""
+    s = Shapes("losses.ddpm.step_terms")
+    s("x0", x0, "B *E")
+    s("t", t, "B")
+    return _step_terms(x0, t, key, model_fn=_checked_model(s, model_fn), schedule=schedule,
+                       prediction=prediction, variance=variance, clip=clip)
+
+
+def _step_terms(x0, t, key, *, model_fn, schedule, prediction, variance, clip):
     xt = forward.q_sample(schedule, x0, t, grandom.normal(key, x0.shape))
     mean, log_var, _, _ = reverse.p_mean_var(schedule, model_fn, xt, t, prediction=prediction,
                                              variance=variance, clip=clip)
@@ -87,14 +122,17 @@ def step_terms(x0, t, key, *, model_fn: Callable, schedule: Schedule,
 def vlb_terms(x0, key, *, model_fn: Callable, schedule: Schedule, prediction: str = "eps",
               variance: str = "beta", num_t: int | None = None, clip: bool = False):
     """The variational bound on -log p(x_0), per image. x0 [B, *E] 8-bit values in
-    [-1, 1]. The decoder term L_0 and the prior term L_T are computed exactly; the sum of
-    the T - 1 KL terms is estimated from ``num_t`` strata of consecutive steps, one random
-    step from each, weighted by the stratum's size (unbiased; None = T - 1 strata of one
-    step, the exact sum).
+    [-1, 1], model_fn(x_t, t) -> [B, *E]. The decoder term L_0 and the prior term L_T are
+    computed exactly; the sum of the T - 1 KL terms is estimated from ``num_t`` strata of
+    consecutive steps, one random step from each, weighted by the stratum's size
+    (unbiased; None = T - 1 strata of one step, the exact sum).
 
     Returns {"bound": [B] nats, "prior": L_T, "decoder": L_0, "kl_steps": the estimate of
     sum_{t>=1} L_t, each [B] nats}.
     """
+    s = Shapes("losses.ddpm.vlb_terms")
+    s("x0", x0, "B *E")
+    model_fn = _checked_model(s, model_fn)
     T = schedule.num_steps
     num_t = num_t or T - 1
     if not 1 <= num_t <= T - 1:
@@ -102,7 +140,7 @@ def vlb_terms(x0, key, *, model_fn: Callable, schedule: Schedule, prediction: st
     edges = 1 + (np.arange(num_t + 1) * (T - 1)) // num_t                # static, [num_t + 1]
     starts, sizes = jnp.asarray(edges[:-1]), jnp.asarray(np.diff(edges))
     b = x0.shape[0]
-    terms = functools.partial(step_terms, x0, model_fn=model_fn, schedule=schedule,
+    terms = functools.partial(_step_terms, x0, model_fn=model_fn, schedule=schedule,
                               prediction=prediction, variance=variance, clip=clip)
 
     def stratum(total, j):
@@ -118,5 +156,8 @@ def vlb_terms(x0, key, *, model_fn: Callable, schedule: Schedule, prediction: st
 
 
 def bits_per_dim(nats, num_dims: int):
-    """Nats per image -> bits per dimension."""
+    """Nats per image -> bits per dimension, element-wise over nats (any shape);
+    num_dims: the number of dimensions per image, a Python int (prod of the image shape,
+    not the shape itself)."""
+    Shapes("losses.ddpm.bits_per_dim").positive_int("num_dims", num_dims)
     return nats / (num_dims * math.log(2.0))
