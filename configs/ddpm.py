@@ -13,6 +13,8 @@
 Fields: diffusion.prediction "eps" | "x0" | "v"; diffusion.variance "beta" | "posterior"
 (the fixed reverse variance); diffusion.schedule "linear" | "cosine". eval.bound_t is the
 number of strata of the bound's step sum per image (diffusion.num_steps - 1 = exact).
+model.channels is even (the time embedding's sin and cos halves); each entry of
+model.attention_resolutions is the side of one of the U-Net's levels (28, 14, ... here).
 """
 
 import ml_collections
@@ -24,6 +26,8 @@ def _quick(c):
     c.model.update(channels=8, channel_mults=(1, 2), attention_resolutions=(14,), groups=4)
     c.diffusion.num_steps = 50
     c.train.update(num_steps=20, batch_size=16, steps_per_dispatch=10, checkpoint_every=10)
+    # a short average, so that the evaluated (EMA) weights have moved after 20 steps
+    c.ema.decay = 0.8
     c.eval.update(bound_examples=20, bound_t=7, batch_size=20, fd_samples=0,
                   ancestral_fd_samples=0, ddim_steps=10)
     c.plots.update(num_samples=16, trajectory_images=4, trajectory_frames=6)

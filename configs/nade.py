@@ -17,7 +17,8 @@ sizes (one entry for NADE / RNADE, one or more for MADE); model.context: FVBN's 
 truncation (0 = every previous pixel); model.ordering "natural" | "reverse" | "random"
 and model.num_masks (MADE; training draws one mask per step); model.components
 (RNADE's Gaussians per dimension); model.init_bias_from_data: start the output biases
-at the training data's marginals. Every reported log-likelihood is exact.
+at the training data's marginals. Every reported log-likelihood is exact. model.context is
+FVBN's only and model.num_masks MADE's only (0 and 1 for the other models).
 """
 
 import ml_collections

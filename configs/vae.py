@@ -12,7 +12,9 @@
              upside-down digits by reconstruction error, -ELBO and -IW log-likelihood
   mnist      full TFDS MNIST (60,000 / 10,000); needs the dataset prepared (see README)
 
-beta-VAE: --config.loss.beta=B with any preset.
+beta-VAE: --config.loss.beta=B with any preset (not with iwae); loss.num_samples = K > 1
+is the IWAE bound's (objective iwae). eval.num_examples and eval.fd_samples are at most
+the test split's size; eval.iw_chunk divides eval.iw_samples.
 """
 
 import ml_collections
@@ -45,6 +47,7 @@ def _latent2d(c):
 def _anomaly(c):
     c.data.classes = tuple(range(8))
     c.anomaly.held_out_classes = (8, 9)
+    c.eval.fd_samples = 800           # at most the 800 test digits 0-7 of mnist5k
 
 
 def _mnist(c):

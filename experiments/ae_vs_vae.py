@@ -29,13 +29,22 @@ from genjax.train.writers import log
 KEEP = ("test/frechet_distance", "test/log_px", "test/iw_log_likelihood", "test/elbo")
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-    cfglib.require(config.loss.objective != "ae", "loss.objective", config.loss.objective,
+def validate(config):
+    """The VAE's checks, for the config and for the autoencoder made from it, before
+    either is trained."""
+    cfglib.require(config.loss.objective in ("elbo", "iwae"), "loss.objective",
+                   config.loss.objective,
                    "a VAE objective ('elbo' or 'iwae'); the autoencoder is trained beside it")
+    vae_experiment.validate(config)
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+    validate(config)
     ae_config = config.copy_and_resolve_references()
     ae_config.unlock()
     ae_config.loss.objective = "ae"
     ae_config.lock()
+    vae_experiment.validate(ae_config)
     models, metrics = {}, {}
     for name, cfg in (("vae", config), ("ae", ae_config)):
         log(f"--- {name}: {os.path.join(workdir, name)}")

@@ -24,7 +24,7 @@ import numpy as np
 from flax import nnx
 
 from genjax import diffusion, losses, viz
-from genjax.data import transforms
+from genjax.data import require_image_sides, transforms
 from genjax.diffusion import forward, reverse, samplers
 from genjax.eval import map_dataset, sample_quality
 from genjax.nn.unet import UNet
@@ -37,25 +37,55 @@ PREPROCESS = ("symmetric", "dequantize")
 
 
 def validate(config):
-    d, e = config.diffusion, config.eval
+    """Every field of the model, diffusion, ema, eval and plots sections (the shared ones:
+    `cfglib.validate_common`), before anything is built or compiled."""
+    d = config.diffusion
     cfglib.one_of(config, "diffusion.schedule", diffusion.schedules.KINDS)
     cfglib.one_of(config, "diffusion.prediction", forward.PREDICTIONS)
     cfglib.one_of(config, "diffusion.variance", reverse.VARIANCES)
     cfglib.one_of(config, "data.preprocess", PREPROCESS)
-    for f in ("diffusion.num_steps", "model.channels", "model.num_res_blocks",
-              "model.groups", "eval.batch_size", "eval.bound_t", "eval.ddim_steps",
-              "eval.classifier_steps"):
-        cfglib.positive(config, f)
+    cfglib.boolean(config, "diffusion.clip")
+    cfglib.integer(config, "diffusion.num_steps", minimum=2)
+    for f in ("model.num_res_blocks", "model.groups", "eval.batch_size",
+              "eval.classifier_steps", "plots.num_samples", "plots.trajectory_images",
+              "plots.trajectory_frames"):
+        cfglib.integer(config, f)
+    channels = cfglib.integer(config, "model.channels", minimum=2)
+    cfglib.require(channels % 2 == 0, "model.channels", channels,
+                   "an even number (the sinusoidal time embedding has sin and cos halves)")
+    cfglib.int_tuple(config, "model.channel_mults", example="'(1, 2, 2)'",
+                     what="width multipliers, one per level")
+    cfglib.int_tuple(config, "model.attention_resolutions", min_len=0, distinct=True,
+                     example="'(14,)'", what="image sides with self-attention")
+    cfglib.in_range(config, "model.dropout", 0, 1)
+    cfglib.in_range(config, "ema.decay", 0, 1)
     for f in ("eval.bound_examples", "eval.fd_samples", "eval.ancestral_fd_samples"):
-        cfglib.positive(config, f, allow_zero=True)
-    cfglib.require(d.num_steps >= 2, "diffusion.num_steps", d.num_steps, "at least 2")
-    cfglib.require(e.bound_t <= d.num_steps - 1, "eval.bound_t", e.bound_t,
-                   f"at most diffusion.num_steps - 1 = {d.num_steps - 1}")
-    cfglib.require(e.ddim_steps <= d.num_steps, "eval.ddim_steps", e.ddim_steps,
-                   f"at most diffusion.num_steps = {d.num_steps}")
-    cfglib.require(0.0 <= config.model.dropout < 1.0, "model.dropout", config.model.dropout,
-                   "in [0, 1)")
-    cfglib.require(0.0 <= config.ema.decay < 1.0, "ema.decay", config.ema.decay, "in [0, 1)")
+        cfglib.integer(config, f, minimum=0, why="0 = all" if f == "eval.bound_examples"
+                       else "0 = skip")
+    cfglib.integer(config, "eval.bound_t", maximum=d.num_steps - 1,
+                   why="strata of the bound's step sum; diffusion.num_steps - 1 = exact")
+    cfglib.integer(config, "eval.ddim_steps", maximum=d.num_steps,
+                   why="at most diffusion.num_steps")
+    cfglib.in_range(config, "eval.ddim_eta", 0, 1, high_open=False,
+                    why="0 = deterministic DDIM, 1 = ancestral-like")
+    cfglib.string(config, "eval.classifier_dir")
+
+
+def validate_data(config, ds):
+    """Checks that need the dataset (after `experiment.prepare`, before building): the
+    attention resolutions are sides of the U-Net's levels, the evaluated counts exist."""
+    sides, side = [], ds.example_shape[0]
+    for _ in config.model.channel_mults:
+        sides.append(side)
+        side //= 2
+    bad = [r for r in config.model.attention_resolutions if r not in sides]
+    cfglib.require(not bad, "model.attention_resolutions",
+                   config.model.attention_resolutions,
+                   f"sides of the U-Net's levels on {config.data.name!r}: "
+                   + ", ".join(map(str, sides)) + " (or () for none)")
+    cfglib.at_most(config, "eval.bound_examples", len(ds.test),
+                   f"the test images of {config.data.name!r} (0 = all)")
+    cfglib.validate_fd(config, ds, ("eval.fd_samples", "eval.ancestral_fd_samples"))
 
 
 def build(config, example_shape):
@@ -83,11 +113,12 @@ def build(config, example_shape):
     return graphdef, state, step, schedule
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-    validate(config)
-    ds = experiment.prepare(config, workdir)
+def make_evaluate(config, ds, graphdef, schedule):
+    """(evaluate, x_test): evaluate(params) -> the test-set variational bound of results.json
+    (without the "test/" prefix: bound_bpd and its prior, kl_steps and decoder terms, in
+    bits/dim) of any U-Net parameters of `build`, the untrained ones included, on x_test,
+    the first eval.bound_examples test images (uint8)."""
     d, e = config.diffusion, config.eval
-    graphdef, state, step, schedule = build(config, ds.example_shape)
     x_test = np.asarray(ds.test[:e.bound_examples or None])
     dims = int(np.prod(ds.example_shape))
 
@@ -98,10 +129,27 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                   variance=d.variance, num_t=e.bound_t)
         return {k: losses.ddpm.bits_per_dim(v, dims) for k, v in t.items()}
 
-    def evaluate(state):
-        out = map_dataset(lambda u8, k: bound(ema_params(state), u8, k), x_test,
+    def evaluate(params):
+        out = map_dataset(lambda u8, k: bound(params, u8, k), x_test,
                           jax.random.key(config.seed + 1), batch_size=e.batch_size)
         return {f"{k}_bpd": float(v.mean()) for k, v in out.items()}
+
+    return evaluate, x_test
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+    validate(config)
+    ds = experiment.prepare(config, workdir)
+    levels = len(config.model.channel_mults)
+    require_image_sides(ds, 2 ** (levels - 1), f"the U-Net with {levels} levels",
+                        "resize or pad the images, or set --config.model.channel_mults "
+                        "to fewer levels")
+    validate_data(config, ds)
+    graphdef, state, step, schedule = build(config, ds.example_shape)
+    evaluate_params, x_test = make_evaluate(config, ds, graphdef, schedule)
+
+    def evaluate(state):
+        return evaluate_params(ema_params(state))
 
     state, summary = train(state, step, ds.train, cfg=config.train, seed=config.seed,
                            workdir=workdir, eval_fn=evaluate)

@@ -27,7 +27,7 @@ import numpy as np
 from flax import nnx
 
 from genjax import viz
-from genjax.data import transforms
+from genjax.data import require_image_sides, transforms
 from genjax.eval import gan_analysis, sample_quality
 from genjax.losses import gan as gan_losses
 from genjax.models.dcgan import DCGANDiscriminator, DCGANGenerator
@@ -41,26 +41,35 @@ JS_OBJECTIVES = ("non_saturating", "minimax")     # D(x) = sigmoid(logit) is a p
 
 
 def validate(config):
+    """Every field of the model, loss, optim_d, eval and plots sections (the shared ones:
+    `cfglib.validate_common`), before anything is built or compiled."""
     m = config.model
     cfglib.one_of(config, "model.arch", ARCHITECTURES)
     cfglib.one_of(config, "loss.objective", gan_losses.OBJECTIVES)
     for f in ("model.latent_dim", "model.g_channels", "model.d_channels", "loss.d_steps",
-              "eval.toy_samples", "eval.num_std", "plots.num_samples", "plots.interp_pairs",
-              "eval.classifier_steps"):
-        cfglib.positive(config, f)
-    for f in ("loss.gp_weight", "eval.fd_samples", "eval.min_fraction"):
-        cfglib.positive(config, f, allow_zero=True)
-    cfglib.require(0 <= m.ema_decay < 1, "model.ema_decay", m.ema_decay,
-                   "0 <= decay < 1 (0 turns the average off)")
-    cfglib.require(config.plots.interp_steps >= 2, "plots.interp_steps",
-                   config.plots.interp_steps, "at least 2")
+              "eval.toy_samples", "eval.classifier_steps", "plots.num_samples",
+              "plots.interp_pairs", "plots.toy_points"):
+        cfglib.integer(config, f)
+    for f in ("model.g_hidden", "model.d_hidden"):
+        cfglib.int_tuple(config, f, min_len=0, example="'(128, 128)'",
+                         what="the MLP's hidden widths")
+    cfglib.boolean(config, "model.g_norm")
+    cfglib.in_range(config, "model.ema_decay", 0, 1, why="0 turns the average off")
+    cfglib.positive(config, "loss.gp_weight", allow_zero=True)
+    cfglib.integer(config, "eval.fd_samples", minimum=0, why="0 = skip")
+    cfglib.string(config, "eval.classifier_dir")
+    cfglib.positive(config, "eval.num_std")
+    cfglib.in_range(config, "eval.min_fraction", 0, 1, high_open=False)
+    cfglib.boolean(config, "eval.use_ema")
+    cfglib.integer(config, "plots.interp_steps", minimum=2)
     cfglib.validate_optim(config, "optim_d")          # the discriminator's optimiser
     cfglib.require(m.arch == "mlp" or config.data.preprocess == "symmetric",
                    "data.preprocess", config.data.preprocess,
                    "'symmetric' ([-1, 1], the range of the DCGAN generator's tanh)")
 
 
-def _check_data(config, ds):
+def validate_data(config, ds):
+    """Checks that need the dataset (after `experiment.prepare`, before building)."""
     want = "points" if config.model.arch == "mlp" else "image"
     cfglib.require(ds.kind == want, "model.arch", config.model.arch,
                    f"{'dcgan' if ds.kind == 'image' else 'mlp'} for the {ds.kind} of "
@@ -68,6 +77,9 @@ def _check_data(config, ds):
     if ds.kind == "points":
         cfglib.require(config.data.preprocess == "none", "data.preprocess",
                        config.data.preprocess, "'none' for 2-D points")
+        return
+    require_image_sides(ds, 4, "the DCGAN (two stride-2 layers)")
+    cfglib.validate_fd(config, ds)
 
 
 def build(config, example_shape):
@@ -140,7 +152,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     returns the final metrics."""
     validate(config)
     ds = experiment.prepare(config, workdir, kinds=("image", "points"))
-    _check_data(config, ds)
+    validate_data(config, ds)
     generate, discriminate, state, step = build(config, ds.example_shape)
     report = Report(config, workdir, ds, generate, discriminate)
     try:
@@ -211,6 +223,8 @@ class Report:
         if self.images:
             viz.save_image_grid(path, gan_analysis.sample(gen, key, p.num_samples,
                                                           c.model.latent_dim))
+            return
+        if self.ds.example_shape != (2,):     # the toy figure draws 2-D points only
             return
         js = c.loss.objective in JS_OBJECTIVES
         d_params = state.params["d"]

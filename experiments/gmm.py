@@ -36,13 +36,17 @@ METHODS = ("em", "gradient")
 
 
 def validate(config):
+    """Every field of the model, fit and plots sections and data.binarizations (the
+    shared ones: `cfglib.validate_common`), before anything is fitted or compiled."""
     cfglib.one_of(config, "model.family", FAMILIES)
     cfglib.one_of(config, "model.covariance_type", gmm.COVARIANCE_TYPES)
     cfglib.one_of(config, "fit.method", METHODS)
     cfglib.one_of(config, "fit.init", gmm.INITS)
-    for f in ("model.num_components", "fit.restarts", "fit.tol", "fit.max_iter",
-              "data.binarizations", "plots.grid", "plots.num_samples"):
-        cfglib.positive(config, f)
+    for f in ("model.num_components", "fit.restarts", "fit.max_iter", "data.binarizations",
+              "plots.num_samples"):
+        cfglib.integer(config, f)
+    cfglib.integer(config, "plots.grid", minimum=2)
+    cfglib.positive(config, "fit.tol")
     cfglib.positive(config, "fit.reg_covar", allow_zero=True)
     cfglib.positive(config, "fit.prior_count", allow_zero=True)
     cfglib.require(config.model.family == "gaussian" or config.fit.method == "em",
@@ -53,6 +57,17 @@ def validate(config):
     cfglib.require(config.fit.method == "em" or config.optim.grad_clip == 0,
                    "optim.grad_clip", config.optim.grad_clip,
                    "0 (a global-norm clip would couple the restarts trained together)")
+
+
+def validate_data(config, ds):
+    """Checks that need the dataset (after `experiment.prepare`, before anything is
+    fitted): points need preprocess 'none', and there are enough training examples."""
+    if ds.kind == "points":
+        cfglib.require(config.data.preprocess == "none", "data.preprocess",
+                       config.data.preprocess, "'none' for 2-D points")
+    cfglib.require(config.model.num_components <= len(ds.train), "model.num_components",
+                   config.model.num_components,
+                   f"at most the {len(ds.train)} training examples of {config.data.name!r}")
 
 
 def load_arrays(config, ds):
@@ -76,6 +91,22 @@ def load_arrays(config, ds):
     return x_train, x_test
 
 
+def initial_params(config, x_train):
+    """The fit.restarts starting mixtures (a leading [restarts] axis), i.e. the untrained
+    models: ``fit.init`` centres (k-means++ or random training points), every point
+    assigned to its nearest centre, one M-step; from the keys split off config.seed
+    that `gmm.fit_em` / `bm.fit_em` use, so EM and the gradient method start here."""
+    m, f = config.model, config.fit
+    x = jnp.asarray(x_train)
+    keys = jax.random.split(jax.random.key(config.seed), f.restarts)
+    if m.family == "bernoulli":
+        return jax.vmap(lambda k: bm.init_params(k, x, m.num_components, method=f.init,
+                                                 prior_count=f.prior_count))(keys)
+    return jax.vmap(lambda k: gmm.init_params(k, x, m.num_components, method=f.init,
+                                              covariance_type=m.covariance_type,
+                                              reg_covar=f.reg_covar))(keys)
+
+
 def fit_em(config, x_train):
     m, f = config.model, config.fit
     key = jax.random.key(config.seed)
@@ -91,12 +122,9 @@ def fit_gradient(config, x_train, workdir):
     """Adam on the unconstrained parameters of ``fit.restarts`` mixtures at once, through
     genjax.train (minibatches, checkpoints, resuming), from the same initialisation as EM.
     Returns (best EMResult-like record, all restarts, the loop's summary)."""
-    m, f, ct = config.model, config.fit, config.model.covariance_type
+    f, ct = config.fit, config.model.covariance_type
     x = jnp.asarray(x_train)
-    keys = jax.random.split(jax.random.key(config.seed), f.restarts)
-    inits = jax.vmap(lambda k: gmm.init_params(k, x, m.num_components, method=f.init,
-                                               covariance_type=ct,
-                                               reg_covar=f.reg_covar))(keys)
+    inits = initial_params(config, x_train)
     u = jax.vmap(lambda p: gmm.to_unconstrained(p, covariance_type=ct))(inits)
     tx, hparams, schedule = make_optimizer(config.optim, config.train.num_steps)
     state = init_state(u, tx, hparams)
@@ -130,6 +158,8 @@ def write_figures(config, workdir, ds, params, x_train):
     samples = np.asarray(_sample(config, jax.random.key(config.seed + 2), params,
                                  p.num_samples if ds.kind == "points" else 64))
     if ds.kind == "points":
+        if ds.example_shape != (2,):         # density.png draws 2-D points only
+            return
         log_prob = jax.jit(lambda pts: _log_prob_fn(config)(pts, params))
         density.density_figure(
             os.path.join(workdir, "density.png"), log_prob=log_prob, data=x_train,
@@ -154,9 +184,7 @@ def write_figures(config, workdir, ds, params, x_train):
 def train_and_evaluate(config, workdir: str) -> dict:
     validate(config)
     ds = experiment.prepare(config, workdir, kinds=("points", "image"))
-    cfglib.require(config.model.num_components <= len(ds.train), "model.num_components",
-                   config.model.num_components,
-                   f"at most the {len(ds.train)} training examples of {config.data.name!r}")
+    validate_data(config, ds)
     x_train, x_test = load_arrays(config, ds)
     t = time.perf_counter()
     summary = {}

@@ -41,20 +41,27 @@ BINARY_MODELS = ("nade", "fvbn", "made")
 
 
 def validate(config):
+    """Every field of the model, eval and plots sections (the shared ones:
+    `cfglib.validate_common`), before anything is built or compiled."""
     m = config.model
     cfglib.one_of(config, "model.name", MODELS)
     cfglib.one_of(config, "model.ordering", ORDERINGS)
-    cfglib.positive(config, "model.context", allow_zero=True)
-    for f in ("model.num_masks", "model.components", "eval.batch_size", "plots.num_samples",
-              "plots.grid"):
-        cfglib.positive(config, f)
+    cfglib.boolean(config, "model.init_bias_from_data")
+    cfglib.integer(config, "model.context", minimum=0, why="0 = every previous pixel")
+    for f in ("model.num_masks", "model.components", "eval.batch_size", "plots.num_samples"):
+        cfglib.integer(config, f)
+    cfglib.integer(config, "plots.grid", minimum=2)
     for f in ("eval.num_examples", "eval.train_examples"):
-        cfglib.positive(config, f, allow_zero=True)
-    hidden = tuple(m.hidden)
-    cfglib.require(len(hidden) >= 1 and all(isinstance(h, int) and h > 0 for h in hidden),
-                   "model.hidden", m.hidden, "a tuple of positive layer widths, e.g. '(500,)'")
-    cfglib.require(m.name not in ("nade", "rnade") or len(hidden) == 1, "model.hidden",
-                   m.hidden, f"one hidden layer width for {m.name}, e.g. '(500,)'")
+        cfglib.integer(config, f, minimum=0, why="0 = all" if f == "eval.num_examples"
+                       else "0 = skip")
+    one = m.name in ("nade", "rnade")
+    cfglib.int_tuple(config, "model.hidden", min_len=1, max_len=1 if one else None,
+                     example="'(500,)'", what=f"one hidden layer width for {m.name}" if one
+                     else f"the hidden layer widths of {m.name}")
+    cfglib.require(m.context == 0 or m.name == "fvbn", "model.context", m.context,
+                   f"0 for {m.name} (the AR(k) truncation is FVBN's)")
+    cfglib.require(m.num_masks == 1 or m.name == "made", "model.num_masks", m.num_masks,
+                   f"1 for {m.name} (several masks are MADE's)")
     cfglib.require(m.name in BINARY_MODELS or config.data.preprocess in ("none", "dequantize",
                                                                           "unit"),
                    "data.preprocess", config.data.preprocess,
@@ -65,7 +72,8 @@ def validate(config):
 
 
 def validate_data(config, ds):
-    """Checks that need the dataset: the model and the data kind agree."""
+    """Checks that need the dataset: the model and the data kind agree, the evaluated
+    example counts exist."""
     if config.model.name in BINARY_MODELS:
         cfglib.require(ds.kind == "image", "data.name", config.data.name,
                        f"an image dataset for the binary {config.model.name} (e.g. mnist5k)")
@@ -75,6 +83,15 @@ def validate_data(config, ds):
     else:
         cfglib.require(config.data.preprocess in ("dequantize", "unit"), "data.preprocess",
                        config.data.preprocess, "'dequantize' or 'unit' for images")
+    cfglib.at_most(config, "eval.num_examples", len(ds.test),
+                   f"the test examples of {config.data.name!r} (0 = all)")
+    cfglib.at_most(config, "eval.train_examples", len(ds.train),
+                   f"the training examples of {config.data.name!r} (0 = skip)")
+    dim = 1
+    for s in ds.example_shape:
+        dim *= s
+    cfglib.at_most(config, "model.context", dim - 1,
+                   f"D - 1 for the {dim} dimensions of {config.data.name!r} (0 = all)")
 
 
 def _logit(p, eps=1e-3):
@@ -220,7 +237,9 @@ def report(config, workdir, ds, b: Built, params) -> dict:
     t = time.perf_counter()
     samples = np.asarray(jax.block_until_ready(sample(key)))
     rate = p.num_samples / (time.perf_counter() - t)
-    if ds.kind == "points":
+    if ds.kind == "points" and ds.example_shape != (2,):
+        pass                                 # density.png draws 2-D points only
+    elif ds.kind == "points":
         log_prob = jax.jit(lambda x: b.log_prob_fn(params, x)["log_likelihood"])
         density.density_figure(
             os.path.join(workdir, "density.png"), log_prob=log_prob, data=ds.train[:5000],

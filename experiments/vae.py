@@ -37,29 +37,71 @@ OBJECTIVES = ("elbo", "iwae", "ae")
 
 
 def validate(config):
+    """Every field of the VAE's own sections (the shared ones: `cfglib.validate_common`),
+    before anything is built or compiled."""
+    m, lo, e = config.model, config.loss, config.eval
     cfglib.one_of(config, "model.arch", ARCHITECTURES)
     cfglib.one_of(config, "model.likelihood", losses.vae.LIKELIHOODS)
     cfglib.one_of(config, "loss.objective", OBJECTIVES)
     cfglib.one_of(config, "loss.kl", losses.vae.KL_ESTIMATORS)
-    cfglib.positive(config, "model.latent_dim")
+    if m.arch == "conv":
+        cfglib.int_tuple(config, "model.hidden", min_len=1, max_len=1, example="'(256,)'",
+                         what="the conv net's dense width")
+    else:
+        cfglib.int_tuple(config, "model.hidden", min_len=0, example="'(400,)'",
+                         what="layer widths; () = linear")
+    cfglib.integer(config, "model.latent_dim")
     cfglib.positive(config, "loss.beta", allow_zero=True)
-    cfglib.positive(config, "loss.num_samples")
-    cfglib.positive(config, "eval.iw_samples")
-    cfglib.require(config.eval.iw_samples % config.eval.iw_chunk == 0, "eval.iw_chunk",
-                   config.eval.iw_chunk, "a divisor of eval.iw_samples")
-    cfglib.positive(config, "eval.fd_samples", allow_zero=True)
-    cfglib.positive(config, "eval.classifier_steps")
-    cfglib.positive(config, "anomaly.iw_samples")
-    overlap = set(config.anomaly.held_out_classes) & set(config.data.classes)
+    # the autoencoder ignores beta and num_samples (ae_vs_vae trains it from a VAE config)
+    cfglib.require(lo.beta == 1.0 or lo.objective != "iwae", "loss.beta", lo.beta,
+                   "1.0 with loss.objective='iwae' (beta weights the ELBO's KL)")
+    cfglib.integer(config, "loss.num_samples")
+    cfglib.require(lo.num_samples == 1 or lo.objective != "elbo", "loss.num_samples",
+                   lo.num_samples, f"1 with loss.objective={lo.objective!r} (K > 1 is the "
+                   "IWAE bound's, --config.loss.objective=iwae)")
+    for f in ("eval.batch_size", "eval.iw_samples", "eval.iw_chunk", "eval.classifier_steps",
+              "anomaly.iw_samples", "plots.num_samples", "plots.interp_pairs",
+              "plots.manifold_grid"):
+        cfglib.integer(config, f)
+    cfglib.require(e.iw_samples % e.iw_chunk == 0, "eval.iw_chunk", e.iw_chunk,
+                   f"a divisor of eval.iw_samples={e.iw_samples}")
+    cfglib.integer(config, "eval.num_examples", minimum=0, why="0 = the whole test split")
+    cfglib.integer(config, "eval.fd_samples", minimum=0, why="0 = skip")
+    cfglib.string(config, "eval.classifier_dir")
+    cfglib.integer(config, "plots.interp_steps", minimum=2)
+    held = cfglib.int_tuple(config, "anomaly.held_out_classes", minimum=0, min_len=0,
+                            distinct=True, example="'(8, 9)'", what="labels")
+    overlap = set(held) & set(config.data.classes or ())
     cfglib.require(not overlap, "anomaly.held_out_classes", config.anomaly.held_out_classes,
                    "classes not in data.classes (those are the normal ones)")
-    cfglib.require(not config.anomaly.held_out_classes or config.data.classes,
-                   "data.classes", config.data.classes,
+    cfglib.require(not held or config.data.classes, "data.classes", config.data.classes,
                    "the normal classes when anomaly.held_out_classes is set")
-    cfglib.require(config.model.likelihood != "bernoulli"
+    cfglib.require(m.likelihood != "bernoulli"
                    or config.data.preprocess in ("dynamic_binarize", "unit", "dequantize"),
                    "data.preprocess", config.data.preprocess,
                    "values in [0, 1] for the Bernoulli decoder")
+
+
+def validate_data(config, ds):
+    """Checks that need the dataset (run after `experiment.prepare`, before building)."""
+    e = config.eval
+    cfglib.require(config.model.arch != "conv" or (ds.example_shape[0] % 4 == 0
+                                                   and ds.example_shape[1] % 4 == 0),
+                   "model.arch", config.model.arch,
+                   f"'mlp' for images of shape {ds.example_shape} in {config.data.name!r} "
+                   "(the conv net needs sides divisible by 4)")
+    n_test = min(e.num_examples or len(ds.test), len(ds.test))
+    cfglib.at_most(config, "eval.num_examples", len(ds.test),
+                   f"the test examples of {config.data.name!r} (0 = all)")
+    cfglib.at_most(config, "plots.interp_pairs", n_test // 2,
+                   f"half the {n_test} evaluated test examples (each pair takes two)")
+    cfglib.validate_fd(config, ds)
+    held = config.anomaly.held_out_classes
+    if held:
+        cfglib.require(ds.train_labels is not None, "anomaly.held_out_classes", held,
+                       f"(): {config.data.name!r} has no labels")
+        cfglib.require(max(held) < ds.num_classes, "anomaly.held_out_classes", held,
+                       f"labels of {config.data.name!r} (0..{ds.num_classes - 1})")
 
 
 def build(config, example_shape):
@@ -90,19 +132,12 @@ def build(config, example_shape):
     return graphdef, state, tx, lr_schedule, loss_fn
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-    """Trains (or resumes) in ``workdir``, evaluates, writes figures and results.json;
-    returns the final metrics."""
-    return fit(config, workdir)[0]
-
-
-def fit(config, workdir: str) -> tuple[dict, VAE]:
-    """`train_and_evaluate`, also returning the trained model."""
-    validate(config)
-    ds = experiment.prepare(config, workdir)
+def make_evaluate(config, ds, graphdef):
+    """(evaluate, x_test): evaluate(params) -> the test metrics of results.json (without
+    the "test/" prefix: mean ELBO terms and IW log-likelihood in nats, or the AE's log_px)
+    of any parameters of `build`'s model, the untrained ones included, on x_test, the
+    fixed view of the test split (eval.num_examples of it)."""
     m = config.model
-    graphdef, state, tx, lr_schedule, loss_fn = build(config, ds.example_shape)
-
     is_ae = config.loss.objective == "ae"
 
     def per_example(params, x, key):                 # x: [b, *E] preprocessed test data
@@ -122,10 +157,30 @@ def fit(config, workdir: str) -> tuple[dict, VAE]:
     if config.eval.num_examples:
         x_test = x_test[:config.eval.num_examples]
 
-    def evaluate(state):
-        return geval.evaluate_dataset(lambda x, k: per_example(state.params, x, k), x_test,
+    def evaluate(params):
+        return geval.evaluate_dataset(lambda x, k: per_example(params, x, k), x_test,
                                       jax.random.key(config.seed + 1),
                                       batch_size=config.eval.batch_size)
+
+    return evaluate, x_test
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+    """Trains (or resumes) in ``workdir``, evaluates, writes figures and results.json;
+    returns the final metrics."""
+    return fit(config, workdir)[0]
+
+
+def fit(config, workdir: str) -> tuple[dict, VAE]:
+    """`train_and_evaluate`, also returning the trained model."""
+    validate(config)
+    ds = experiment.prepare(config, workdir)
+    validate_data(config, ds)
+    graphdef, state, tx, lr_schedule, loss_fn = build(config, ds.example_shape)
+    evaluate_params, x_test = make_evaluate(config, ds, graphdef)
+
+    def evaluate(state):
+        return evaluate_params(state.params)
 
     state, summary = train(state, make_train_step(loss_fn, tx, lr_schedule), ds.train,
                            cfg=config.train, seed=config.seed, workdir=workdir,
@@ -167,7 +222,8 @@ def report(config, workdir, ds, vae, x_test) -> dict:
             y_train=ds.train_labels, x_test=x_test, y_test=ds.test_labels[:len(x_test)],
             grid=p.manifold_grid))
     if config.anomaly.held_out_classes:                                       # claim 4
-        full = gdata.load(config.data.name, data_dir=config.data.data_dir or None)
+        full = gdata.load(config.data.name, data_dir=config.data.data_dir or None,
+                          seed=config.seed)
         held = experiment.select_classes(full, tuple(config.anomaly.held_out_classes)).test
         view = lambda u8: experiment.fixed_view(u8, config.data.preprocess)  # noqa: E731
         shifted = {k: view(v) for k, v in

@@ -1,16 +1,23 @@
-"""Tests for genjax.data: fixed splits, toy densities, transforms, validation, TFDS."""
+"""Tests for genjax.data: fixed splits, toy densities, transforms, validation, TFDS
+(user data, npz:PATH and folder:PATH: tests/test_user_data.py)."""
 
 from __future__ import annotations
 
 import io
+import json
+import os
 import socket
+import subprocess
 import sys
+import textwrap
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+# A hard dependency: where it is missing, these tests fail (they do not skip).
+import tensorflow_datasets as tfds
 
 from genjax import data
 from genjax.data import Dataset, DatasetError, embedded, tfds_source
@@ -306,7 +313,7 @@ def test_freeze_makes_arrays_read_only():
 # ---------------------------------------------------------------------------------
 # TFDS, without TensorFlow.
 
-tfds = pytest.importorskip("tensorflow_datasets")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _write_prepared(name, data_dir, sizes, *, file_format="array_record", max_value=256):
@@ -364,13 +371,28 @@ def test_tfds_mock_data(name, shape):
     assert "tensorflow" not in sys.modules
 
 
-def test_tensorflow_is_not_installed_or_not_imported():
-    # The data path must work where `import tensorflow` fails.
-    try:
-        import tensorflow  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
-    except ImportError:
-        return
-    pytest.skip("tensorflow is installed here; test_tfds_* check it stays unimported")
+def test_loading_tfds_never_imports_tensorflow(tmp_path):
+    # In a fresh interpreter (this one has imported much already): importing genjax.data
+    # imports neither TFDS nor TensorFlow, and reading a prepared TFDS dataset through
+    # genjax imports TFDS but never TensorFlow, installed or not.
+    written = _write_prepared("mnist", tmp_path, {"train": 12, "test": 5})
+    code = textwrap.dedent("""
+        import json, sys
+        from genjax import data
+        tops = lambda: sorted({m.split(".")[0] for m in sys.modules} &
+                              {"tensorflow", "tensorflow_datasets"})
+        after_import = tops()
+        ds = data.load("mnist", data_dir=sys.argv[1])
+        print(json.dumps({"after_import": after_import, "after_load": tops(),
+                          "labels": ds.train_labels.tolist()}))
+    """)
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["labels"] == written["train"][1].tolist()   # it really read the TFDS files
+    assert r["after_import"] == []
+    assert r["after_load"] == ["tensorflow_datasets"]
 
 
 def test_tfds_real_read_path(tmp_path):

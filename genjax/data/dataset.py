@@ -17,6 +17,9 @@ datasets are cached in-process and shared between callers, and a read-only array
 turns an accidental in-place shuffle into an error instead of a silent change for
 every later caller (copy with ``np.array(ds.train)`` to get a writeable one).
 
+User data (``npz:PATH``, ``folder:PATH``) is loaded by `genjax.data.user` into the
+same layout and checked by the same `validate`.
+
 The loaders are imported inside `load`, so ``import genjax.data`` neither imports
 tensorflow_datasets nor reads any data.
 """
@@ -40,6 +43,8 @@ EMBEDDED: tuple[str, ...] = (
 TFDS: tuple[str, ...] = ("mnist", "fashion_mnist", "binarized_mnist", "cifar10")
 
 KINDS: tuple[str, ...] = ("image", "points")
+# Prefixes of user data, ``npz:PATH`` and ``folder:PATH`` (`genjax.data.user`).
+USER_PREFIXES: tuple[str, ...] = ("npz:", "folder:")
 
 
 class DatasetError(ValueError):
@@ -162,6 +167,21 @@ def validate(ds: Dataset) -> Dataset:
     return ds
 
 
+def require_image_sides(ds: Dataset, multiple: int, model: str, fix: str = "") -> None:
+    """Raises a one-line `DatasetError` unless ``ds`` holds images whose height and width
+    are multiples of ``multiple`` (what ``model``, e.g. "the DCGAN", needs); ``fix`` is
+    appended as the remedy (default: resize or pad the images)."""
+    if ds.kind != "image":
+        raise DatasetError(f"dataset {ds.name!r} holds {ds.kind} of shape "
+                           f"{ds.example_shape}, but {model} needs images")
+    h, w = ds.example_shape[:2]
+    if h % multiple or w % multiple:
+        raise DatasetError(
+            f"dataset {ds.name!r} has images of shape {ds.example_shape} (H, W, C), but "
+            f"{model} needs H and W divisible by {multiple}; "
+            + (fix or f"resize or pad the images to a multiple of {multiple}"))
+
+
 def known_names() -> tuple[str, ...]:
     """All names `load` accepts: the embedded ones, then the TFDS ones."""
     return EMBEDDED + TFDS
@@ -171,19 +191,22 @@ def load(name: str, *, data_dir: str | None = None, seed: int = 0) -> Dataset:
     """Loads and validates the dataset called ``name``.
 
     Args:
-      name: one of `EMBEDDED` (shipped with pip packages, work offline) or `TFDS`
-        (read from a prepared TFDS directory, never downloaded).
+      name: one of `EMBEDDED` (shipped with pip packages, work offline), `TFDS`
+        (read from a prepared TFDS directory, never downloaded), or your own data:
+        ``npz:PATH`` (an ``np.savez`` archive) or ``folder:PATH`` (PNG/JPEG images, a
+        sub-folder per class); see `genjax.data.user` for their layout.
       data_dir: TFDS data directory; ``None`` means TFDS's default
-        (``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``). Ignored for embedded data.
-      seed: sample seed of the 2-D toy densities (same seed, identical points).
-        The image datasets' splits are fixed and do not depend on it.
+        (``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``). Ignored for other data.
+      seed: sample seed of the 2-D toy densities (same seed, identical points), and
+        the seed of the 80/20 split of user data that brings no test split.
+        The embedded and TFDS image datasets' splits are fixed and do not depend on it.
 
     Returns:
       A validated `Dataset` with read-only arrays.
 
     Raises:
       DatasetError: unknown name (the message lists the known ones), TFDS data not
-        prepared, or malformed data.
+        prepared, a missing or unreadable user file, or malformed data.
     """
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise DatasetError(f"seed must be a non-negative int, got {seed!r}")
@@ -195,9 +218,15 @@ def load(name: str, *, data_dir: str | None = None, seed: int = 0) -> Dataset:
         from genjax.data import tfds_source  # pylint: disable=import-outside-toplevel
 
         return tfds_source.load_tfds(name, data_dir=data_dir)
+    if isinstance(name, str) and name.startswith(USER_PREFIXES):
+        from genjax.data import user  # pylint: disable=import-outside-toplevel
+
+        return user.load_user(name, seed=int(seed))
     raise DatasetError(
         f"Unknown dataset {name!r}; known datasets: embedded "
-        f"{', '.join(EMBEDDED)}; TFDS {', '.join(TFDS)}"
+        f"{', '.join(EMBEDDED)}; TFDS {', '.join(TFDS)}; your own: npz:PATH (np.savez "
+        "archive with x [, y, x_test, y_test]) or folder:PATH (PNG/JPEG images, a "
+        "sub-folder per class)"
     )
 
 

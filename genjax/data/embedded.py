@@ -80,16 +80,18 @@ _MOONS_STD = np.sqrt(
 # Fixed stratified splits.
 
 
-def _stratified_split(labels: np.ndarray):
+def _stratified_split(labels: np.ndarray, *, seed: int = 0, test_fraction: float = 0.2):
     """Row indices (train [N_train], test [N_test]) of the documented fixed split.
 
-    Per class, ``round(0.2 * n_class)`` examples go to test (100 of 500 for mnist5k).
+    Per class, ``round(test_fraction * n_class)`` examples go to test (100 of 500 for
+    mnist5k). The embedded sets use ``seed=0``; user data without a test split
+    (`genjax.data.user`) uses the same recipe with the run's seed.
     """
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     train, test = [], []
     for c in range(int(labels.max()) + 1):
         idx = rng.permutation(np.flatnonzero(labels == c))
-        n_test = round(0.2 * len(idx))
+        n_test = round(test_fraction * len(idx))
         train.append(idx[: len(idx) - n_test])
         test.append(idx[len(idx) - n_test :])
     train, test = np.concatenate(train), np.concatenate(test)

@@ -38,9 +38,17 @@ from genjax.train import init_state, make_optimizer, make_train_step, train
 from genjax.train.writers import log
 
 
-def default_config(dataset: str = "mnist5k") -> ml_collections.ConfigDict:
+def default_config(dataset: str = "mnist5k", num_steps: int = 3000
+                   ) -> ml_collections.ConfigDict:
     """The reference classifier for ``dataset``: MLP 784-256-128-10, Adam 1e-3, 3,000
-    steps of batch 128. Changing it changes every Fréchet distance computed with it."""
+    steps of batch 128. Changing it changes every Fréchet distance computed with it.
+
+    ``num_steps`` (any integer >= 1) also sets the loop's dispatch size (at most 500) and
+    a checkpoint interval past the end, so the only checkpoint is the final one."""
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+        raise cfglib.ConfigError(f"--config.eval.classifier_steps={num_steps!r} is invalid: "
+                                 "expected an integer > 0")
+    per = min(500, num_steps)
     c = ml_collections.ConfigDict()
     c.preset = "default"
     c.seed = 0
@@ -50,14 +58,30 @@ def default_config(dataset: str = "mnist5k") -> ml_collections.ConfigDict:
         name="adam", lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, momentum=0.0, weight_decay=0.0,
         grad_clip=0.0, schedule="cosine", warmup_steps=0))
     c.train = ml_collections.ConfigDict(dict(
-        num_steps=3000, batch_size=128, steps_per_dispatch=500, checkpoint_every=3000,
-        keep_checkpoints=1, eval_every=0, distributed=False))
+        num_steps=num_steps, batch_size=128, steps_per_dispatch=per,
+        checkpoint_every=per * -(-num_steps // per), keep_checkpoints=1, eval_every=0,
+        distributed=False))
     return c
+
+
+def validate(config) -> None:
+    """The classifier config's own fields (`experiment.prepare` checks the shared ones),
+    before anything is compiled."""
+    cfglib.int_tuple(config, "model.hidden", min_len=0, example="'(256, 128)'",
+                     what="the classifier's hidden widths")
 
 
 def default_workdir(dataset: str, num_steps: int = 3000) -> str:
     """runs/classifier/<dataset>_<num_steps>: a classifier trained for other steps never
-    resumes into (and changes) the reference one."""
+    resumes into (and changes) the reference one. User data (``npz:PATH``,
+    ``folder:PATH``) is named by `genjax.data.user.cache_name`, e.g.
+    ``npz-mine-3f2a9c0d1e4b_3000``: a file-name-safe stem plus a hash of the absolute path
+    and the data, so a changed file trains a new classifier instead of reusing a stale one
+    (and two files called mine.npz do not share one)."""
+    from genjax.data import user  # pylint: disable=import-outside-toplevel
+
+    if user.is_user_name(dataset):
+        dataset = user.cache_name(dataset)
     return os.path.join("runs", "classifier", f"{dataset}_{num_steps}")
 
 
@@ -154,9 +178,8 @@ def get_classifier(dataset: str = "mnist5k", workdir: str | None = None, *,
     training steps): loaded from ``workdir`` (default `default_workdir`) if trained there
     before, else trained there first."""
     if config is None:
-        config = default_config(dataset)
-        config.train.update(num_steps=num_steps, checkpoint_every=num_steps,
-                            steps_per_dispatch=min(500, num_steps))
+        config = default_config(dataset, num_steps)
+    validate(config)
     workdir = workdir or default_workdir(dataset, int(config.train.num_steps))
     fresh = not os.path.isdir(os.path.join(workdir, "checkpoints"))
     if fresh:
