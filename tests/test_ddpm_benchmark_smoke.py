@@ -1,5 +1,7 @@
 """Smoke test of benchmarks/ddpm_throughput.py: the --quick CLI writes a complete JSON
-record and the PyTorch U-Net is the same size as genjax's. Speed is not asserted."""
+record, with the peer check passed, and the PyTorch U-Net is the same size as genjax's.
+Speed is not asserted; that the peer computes what genjax computes is
+tests/test_ddpm_peer.py."""
 
 import math
 
@@ -19,6 +21,14 @@ def test_quick_cli_writes_complete_json(tmp_path):
         for side in ("genjax", "torch"):
             assert math.isfinite(r[k][side]) and r[k][side] > 0
     assert r["versions"]["jax"] and r["device"]["jax_devices"]
+    # the default U-Net, batch 64, genjax's first step's draws (dropout 0.1 included)
+    pc = r["peer_check"]
+    assert pc["batch_size"] == 64 and pc["num_param_tensors"] == 128
+    assert pc["loss_torch"] == pytest.approx(pc["loss_genjax"], rel=1e-5)
+    assert pc["loss_genjax"] == pytest.approx(pc["step_loss_genjax"], rel=1e-6)
+    assert pc["eps_max_rel_diff"] < 1e-4 and pc["grad_max_rel_diff"] < 1e-3
+    assert pc["grad_norm_torch"] == pytest.approx(pc["grad_norm_genjax"], rel=1e-5)
+    assert pc["update_max_abs_diff_over_lr"] < 1e-2
 
 
 def test_torch_unet_has_the_same_parameter_count_as_genjax():

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -14,7 +15,9 @@ from PIL import Image
 from configs import gan as gan_config
 from experiments import gan as gan_experiment
 from genjax.data import DatasetError
-from genjax.train import ConfigError, NonFiniteError
+from genjax.eval import frechet, gan_analysis
+from genjax.train import ConfigError, NonFiniteError, experiment
+from genjax.train.checkpoint import Checkpointer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,6 +26,15 @@ def _png(path):
     img = np.asarray(Image.open(path))
     assert img.ndim == 3 and img.shape[2] in (3, 4) and img.std() > 5, path
     return img
+
+
+def untrained(config, scratch):
+    """(dataset, generate, the step-0 state of `build`, the experiment's numbers for it:
+    the same latent draws, classifier and test images as the final evaluation)."""
+    ds = experiment.prepare(config, scratch, kinds=("image", "points"))
+    generate, discriminate, state, _ = gan_experiment.build(config, ds.example_shape)
+    numbers = gan_experiment.Report(config, scratch, ds, generate, discriminate).numbers(state)
+    return ds, generate, state, numbers
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +57,7 @@ def toy_run(tmp_path_factory):
     return workdir, config, gan_experiment.train_and_evaluate(config, workdir)
 
 
-def test_quick_preset_reports_the_frechet_distance(quick_run):
+def test_quick_preset_reports_the_frechet_distance(quick_run, tmp_path):
     workdir, config, metrics = quick_run
     with open(os.path.join(workdir, "results.json")) as f:
         results = json.load(f)
@@ -61,6 +73,12 @@ def test_quick_preset_reports_the_frechet_distance(quick_run):
     assert m["interp/even_path_max_jump"] <= m["interp/slerp_max_jump"] <= 1.0
     assert results["config"]["loss"]["objective"] == "non_saturating"
     assert np.isfinite(results["train_summary"]["d_loss"])
+    # The generator learned: the classifier FD of its samples (same latent draws, same
+    # test images) at least halves from the untrained generator's (about 460; about 155,
+    # EMA 165, after 100 steps). A generator that does not learn keeps its FD.
+    before = untrained(config, str(tmp_path))[3]
+    for k in ("frechet_distance", "ema_frechet_distance"):
+        assert m[f"test/{k}"] < before[k] / 2, (k, m[f"test/{k}"], before[k])
 
 
 def test_quick_preset_writes_every_figure(quick_run):
@@ -105,6 +123,27 @@ def test_toy_run_reports_mode_coverage_and_draws_its_figure(toy_run):
     _png(os.path.join(workdir, "samples.png"))
     assert sorted(os.listdir(os.path.join(workdir, "samples"))) == ["step_0000100.png"]
     assert not os.path.exists(os.path.join(workdir, "interpolation.png"))  # images only
+
+
+def test_toy_generator_moves_its_samples_onto_the_ring(toy_run, tmp_path):
+    """200 steps are too few to cover modes (the mode metrics above stay near 0), but
+    not to learn the ring's scale: the Fréchet distance of 2-D samples to the test points
+    (a Gaussian fit to raw coordinates, no discriminator involved), for the same latent
+    draws, falls at least 4-fold from the untrained generator's (about 2.86: samples
+    huddle near the origin, the ring has radius 2) to the final checkpoint's (about
+    0.11, 25-fold). A generator that does not learn (lr 1e-9) keeps 2.86."""
+    workdir, config, _ = toy_run
+    ds, generate, state0, _ = untrained(config, str(tmp_path))
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
+    trained = ckpt.restore_latest(state0)
+    ckpt.close()
+    assert int(trained.step) == config.train.num_steps
+    key, n = jax.random.key(config.seed + 2), config.eval.toy_samples
+    real = np.asarray(ds.test[:n])
+    fd = {name: frechet.frechet_distance(real, gan_analysis.sample(
+              lambda z: generate(s.params["g"], z), key, n, config.model.latent_dim))
+          for name, s in (("untrained", state0), ("trained", trained))}
+    assert fd["trained"] < fd["untrained"] / 4, fd
 
 
 @pytest.mark.parametrize("field, value, words", [
