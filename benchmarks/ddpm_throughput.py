@@ -4,21 +4,31 @@
         [--preset=default] [--steps=20] [--repeats=3] [--sample-images=8] [--quick]
         [--torch-device=auto]
 
-* training: steps/s of the noise objective (batch of the preset, Adam, EMA update),
-  genjax's compiled scan-of-steps loop (``genjax.train.loop.make_chunk``) against a
-  straightforward PyTorch eager loop (``torch.optim.Adam``, an EMA copy updated with
-  ``torch._foreach_lerp_``), interleaved in one run;
+* training: steps/s of the noise objective (batch of the preset, gradient clipping, Adam
+  with the preset's warmup, EMA update), genjax's compiled scan-of-steps loop
+  (``genjax.train.loop.make_chunk``) against a straightforward PyTorch eager loop
+  (``torch.optim.Adam``, ``clip_grad_norm_``, an EMA copy updated with
+  ``torch._foreach_lerp_``, batches from a per-epoch ``randperm``), both from genjax's
+  initial weights, interleaved in one run;
 * sampling: images/s of the ancestral sampler (T = 1000 steps) and of DDIM (S = 50), one
   compiled ``lax.scan`` against a Python loop over steps under ``torch.no_grad()``.
 
-The PyTorch U-Net is the same architecture, layer by layer (time embedding, residual
-blocks, group norm, single-head attention, dropout, strided-conv down / nearest-up
-sampling); the JSON records both parameter counts, which must agree. Targets: at least
-1.3x PyTorch on the CPU; on a GPU the JSON names the device.
+The PyTorch U-Net (`make_torch_unet`) is genjax.nn.unet's function, layer by layer: time
+embedding, residual blocks, group norm with genjax's groups and epsilon (1e-6), single-head
+attention, dropout, stride-2 downsampling padded as XLA's "SAME" (0 before, 1 after),
+nearest-neighbour upsampling. `load_genjax_params` copies a genjax parameter state into it
+(conv kernels [kh, kw, in, out] -> [out, in, kh, kw], dense [in, out] -> [out, in]).
+
+Peer check (`peer_check`, in the JSON as "peer_check", run before timing): from genjax's
+initial weights, on one batch with the t, noise and dropout masks of genjax's step, both
+compute the same eps prediction, loss and gradients, and one training step of each
+(clip, Adam, EMA) moves the weights and the average alike. Targets: at least 1.3x
+PyTorch on the CPU; on a GPU the JSON names the device.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -27,6 +37,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from benchmarks import common
 from configs import ddpm as ddpm_config
@@ -42,160 +53,318 @@ TARGET = 1.3
 # ------------------------------------------------------------------------------ torch
 
 def make_torch_unet(image_shape, m):
-    """The PyTorch twin of `genjax.nn.unet.UNet` for the config section ``m``."""
+    """The PyTorch twin of `genjax.nn.unet.UNet` for the config section ``m`` (NCHW).
+
+    Layer for layer the same function: its submodules carry genjax's names (``down[3].
+    conv1``, ``mid[1].qkv``, ...) so that `load_genjax_params` copies a genjax parameter
+    state by path; group norm with genjax's epsilon (1e-6, not torch's 1e-5); the
+    stride-2 downsampling convolutions padded as XLA's "SAME" pads them (0 before, 1
+    after on even sides: torch's ``padding=1`` would shift the sampling grid by a pixel);
+    dropout as ``nn.Dropout``, or, for the peer check, with masks from ``model.
+    dropout_masks(block_index, shape)`` (genjax's masks, so both drop the same units).
+    """
     import torch
     from torch import nn
+    from genjax.nn.loop_conv import conv_padding
     F = nn.functional
+    eps = 1e-6                                            # genjax.nn.group_norm's
 
     def norm(c):
-        return nn.GroupNorm(math.gcd(m.groups, c), c)
+        return nn.GroupNorm(math.gcd(m.groups, c), c, eps=eps)
 
-    class Res(nn.Module):
+    class ResBlock(nn.Module):
         def __init__(self, cin, cout, tdim):
             super().__init__()
-            self.n1, self.c1 = norm(cin), nn.Conv2d(cin, cout, 3, padding=1)
-            self.t = nn.Linear(tdim, cout)
-            self.n2, self.c2 = norm(cout), nn.Conv2d(cout, cout, 3, padding=1)
+            self.norm1, self.conv1 = norm(cin), nn.Conv2d(cin, cout, 3, padding=1)
+            self.temb = nn.Linear(tdim, cout)
+            self.norm2, self.conv2 = norm(cout), nn.Conv2d(cout, cout, 3, padding=1)
             self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else None
             self.drop = nn.Dropout(m.dropout)
 
-        def forward(self, x, temb):
-            h = self.c1(F.silu(self.n1(x))) + self.t(F.silu(temb))[:, :, None, None]
-            h = self.c2(self.drop(F.silu(self.n2(h))))
+        def forward(self, x, temb, mask=None):
+            h = self.conv1(F.silu(self.norm1(x))) + self.temb(F.silu(temb))[:, :, None, None]
+            h = F.silu(self.norm2(h))
+            if mask is None:
+                h = self.drop(h)
+            else:                                     # genjax's _dropout, given its mask
+                h = torch.where(mask(h.shape), h / (1.0 - m.dropout), 0.0)
+            h = self.conv2(h)
             return (x if self.skip is None else self.skip(x)) + h
 
-    class Attn(nn.Module):
+    class Attention(nn.Module):
         def __init__(self, c):
             super().__init__()
-            self.n, self.qkv, self.out = norm(c), nn.Linear(c, 3 * c), nn.Linear(c, c)
+            self.norm, self.qkv, self.out = norm(c), nn.Linear(c, 3 * c), nn.Linear(c, c)
 
-        def forward(self, x, temb=None):
+        def forward(self, x, temb=None, mask=None):
             b, c, h, w = x.shape
-            y = self.n(x).flatten(2).transpose(1, 2)                          # [B, HW, C]
+            y = self.norm(x).flatten(2).transpose(1, 2)                       # [B, HW, C]
             q, k, v = self.qkv(y).chunk(3, dim=-1)
             a = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(c), dim=-1)
             return x + self.out(a @ v).transpose(1, 2).reshape(b, c, h, w)
 
-    class Down(nn.Module):
-        def __init__(self, c):
+    class Downsample(nn.Module):
+        def __init__(self, c, side_hw):
             super().__init__()
-            self.conv = nn.Conv2d(c, c, 3, stride=2, padding=1)
+            self.conv = nn.Conv2d(c, c, 3, stride=2)
+            (ht, hb), (wl, wr) = conv_padding("SAME", (3, 3), (2, 2), side_hw)
+            self.pad = (wl, wr, ht, hb)
 
-        def forward(self, x, temb=None):
-            return self.conv(x)
+        def forward(self, x, temb=None, mask=None):
+            return self.conv(F.pad(x, self.pad))
 
-    class Up(nn.Module):
+    class Upsample(nn.Module):
         def __init__(self, c):
             super().__init__()
             self.conv = nn.Conv2d(c, c, 3, padding=1)
 
-        def forward(self, x, temb=None):
+        def forward(self, x, temb=None, mask=None):
             return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
 
     class UNet(nn.Module):
         def __init__(self):
             super().__init__()
-            h, _, c = image_shape
+            h, w, c = image_shape
             ch, tdim = m.channels, 4 * m.channels
-            self.ch = ch
-            self.t1, self.t2 = nn.Linear(ch, tdim), nn.Linear(tdim, tdim)
+            self.channels = ch
+            self.dropout_masks = None
+            self.temb1, self.temb2 = nn.Linear(ch, tdim), nn.Linear(tdim, tdim)
             self.conv_in = nn.Conv2d(c, ch, 3, padding=1)
-            down, skips, cur, side = [], [ch], ch, h
+            down, skips, cur, side, side_w = [], [ch], ch, h, w
             levels = len(m.channel_mults)
             for i, mult in enumerate(m.channel_mults):
                 for _ in range(m.num_res_blocks):
-                    down.append(Res(cur, ch * mult, tdim))
+                    down.append(ResBlock(cur, ch * mult, tdim))
                     cur = ch * mult
                     if side in m.attention_resolutions:
-                        down.append(Attn(cur))
+                        down.append(Attention(cur))
                     skips.append(cur)
                 if i < levels - 1:
-                    down.append(Down(cur))
+                    down.append(Downsample(cur, (side, side_w)))
                     skips.append(cur)
-                    side //= 2
+                    side, side_w = side // 2, side_w // 2
             self.down = nn.ModuleList(down)
-            self.mid = nn.ModuleList([Res(cur, cur, tdim), Attn(cur), Res(cur, cur, tdim)])
+            self.mid = nn.ModuleList([ResBlock(cur, cur, tdim), Attention(cur),
+                                      ResBlock(cur, cur, tdim)])
             up = []
             for i, mult in reversed(list(enumerate(m.channel_mults))):
                 for _ in range(m.num_res_blocks + 1):
-                    up.append(Res(cur + skips.pop(), ch * mult, tdim))
+                    up.append(ResBlock(cur + skips.pop(), ch * mult, tdim))
                     cur = ch * mult
                     if side in m.attention_resolutions:
-                        up.append(Attn(cur))
+                        up.append(Attention(cur))
                 if i > 0:
-                    up.append(Up(cur))
+                    up.append(Upsample(cur))
                     side *= 2
             self.up = nn.ModuleList(up)
-            self.n_out, self.conv_out = norm(cur), nn.Conv2d(cur, c, 3, padding=1)
+            self.norm_out, self.conv_out = norm(cur), nn.Conv2d(cur, c, 3, padding=1)
 
         def forward(self, x, t):
-            half = self.ch // 2
-            freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=x.device) / half)
+            half = self.channels // 2
+            freqs = torch.exp(-math.log(10_000.0)
+                              * torch.arange(half, dtype=torch.float32, device=x.device) / half)
             args = t.float()[:, None] * freqs[None]
-            temb = self.t2(F.silu(self.t1(torch.cat([args.sin(), args.cos()], -1))))
+            temb = self.temb2(F.silu(self.temb1(torch.cat([args.sin(), args.cos()], -1))))
+            masks = self.dropout_masks
+            blocks = iter(range(len(self.down) + len(self.mid) + len(self.up)))
+
+            def mask(i):                                # block i's dropout, as genjax keys it
+                return None if masks is None else functools.partial(masks, i)
+
             h = self.conv_in(x)
             hs = [h]
             for blk in self.down:
-                h = blk(h, temb)
-                if isinstance(blk, Attn):
+                h = blk(h, temb, mask(next(blocks)))
+                if isinstance(blk, Attention):
                     hs[-1] = h
                 else:
                     hs.append(h)
             for blk in self.mid:
-                h = blk(h, temb)
+                h = blk(h, temb, mask(next(blocks)))
             for blk in self.up:
-                if isinstance(blk, Res):
+                if isinstance(blk, ResBlock):
                     h = torch.cat([h, hs.pop()], 1)
-                h = blk(h, temb)
-            return self.conv_out(F.silu(self.n_out(h)))
+                h = blk(h, temb, mask(next(blocks)))
+            return self.conv_out(F.silu(self.norm_out(h)))
 
     return UNet()
 
 
-def torch_setup(config, train_u8, device):
+def flat_params(tree) -> dict:
+    """{path: array} of a genjax parameter state (or its gradients), path as in
+    ``nnx.State.flat_state()``: ("down", 0, "conv1", "kernel")."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        keys = tuple(getattr(k, "key", getattr(k, "idx", None)) for k in path
+                     if not (isinstance(k, jax.tree_util.GetAttrKey) and k.name == "value"))
+        out[keys] = np.asarray(leaf, np.float32)
+    return out
+
+
+def _torch_tensor(model, path):
+    """The torch parameter at a genjax path: kernel -> weight, scale -> weight."""
+    mod = model
+    for k in path[:-1]:
+        mod = mod[k] if isinstance(k, int) else getattr(mod, k)
+    return getattr(mod, {"kernel": "weight", "scale": "weight", "bias": "bias"}[path[-1]])
+
+
+def _to_torch_layout(a):
+    """conv kernel [kh, kw, in, out] -> [out, in, kh, kw]; dense [in, out] -> [out, in]."""
+    return a.transpose(3, 2, 0, 1) if a.ndim == 4 else a.T if a.ndim == 2 else a
+
+
+def _to_genjax_layout(a):
+    return a.transpose(2, 3, 1, 0) if a.ndim == 4 else a.T if a.ndim == 2 else a
+
+
+def load_genjax_params(model, params):
+    """Copies a genjax U-Net's parameters (its ``nnx.State``, or any pytree of that
+    structure) into the torch twin ``model`` in place; every torch parameter is set."""
     import torch
-    d = config.diffusion
-    model = make_torch_unet(train_u8.shape[1:], config.model).to(device)
+    flat = flat_params(params)
+    seen = set()
+    with torch.no_grad():
+        for path, a in flat.items():
+            p = _torch_tensor(model, path)
+            v = torch.from_numpy(np.array(_to_torch_layout(a), np.float32, order="C"))
+            if p.shape != v.shape:
+                raise ValueError(f"{'.'.join(map(str, path))}: torch {tuple(p.shape)} vs "
+                                 f"genjax {tuple(a.shape)}")
+            p.copy_(v)
+            seen.add(id(p))
+    missing = [n for n, p in model.named_parameters() if id(p) not in seen]
+    if missing:
+        raise ValueError(f"torch parameters without a genjax counterpart: {missing}")
+    return model
+
+
+def torch_grads_as_genjax(model, paths) -> dict:
+    """{path: the torch parameter's .grad in genjax's layout} for genjax ``paths``."""
+    # copies: clipping and the optimiser later change the tensors in place
+    return {p: _to_genjax_layout(_torch_tensor(model, p).grad.detach().cpu().numpy()).copy()
+            for p in paths}
+
+
+def torch_params_as_genjax(model, paths) -> dict:
+    return {p: _to_genjax_layout(_torch_tensor(model, p).detach().cpu().numpy()).copy()
+            for p in paths}
+
+
+def lr_factors(config) -> np.ndarray:
+    """genjax's learning-rate multiplier at each step (warmup, schedule), as the torch
+    loop applies it: [train.num_steps]."""
+    from genjax.train import make_optimizer
+    _, _, schedule = make_optimizer(config.optim, config.train.num_steps)
+    steps = jnp.arange(max(int(config.train.num_steps), 1))
+    return np.asarray(jax.vmap(lambda s: jnp.asarray(schedule(s), jnp.float32))(steps))
+
+
+def torch_setup(config, train_u8, device, params=None):
+    """(model, ema, opt, alpha_bars, data): the twin U-Net (with genjax's ``params`` when
+    given), an EMA copy of its parameters, Adam as configured, the schedule's alpha-bar
+    and the uint8 data in NCHW on ``device``."""
+    import torch
+    d, o = config.diffusion, config.optim
+    model = make_torch_unet(train_u8.shape[1:], config.model)
+    if params is not None:
+        load_genjax_params(model, params)
+    model = model.to(device)
     ema = [p.detach().clone() for p in model.parameters()]
-    opt = torch.optim.Adam(model.parameters(), lr=config.optim.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=o.lr, betas=(o.b1, o.b2), eps=o.eps)
     from genjax.diffusion import make_schedule
     ab = torch.tensor(np.asarray(make_schedule(d.schedule, d.num_steps).alpha_bars),
                       device=device)
-    data = torch.from_numpy(np.ascontiguousarray(train_u8.transpose(0, 3, 1, 2))).to(device)
+    data = torch.from_numpy(np.array(train_u8.transpose(0, 3, 1, 2), order="C")).to(device)
     return model, ema, opt, ab, data
 
 
-def torch_train_runner(config, train_u8, steps, device):
+class TorchTrainer:
+    """genjax's DDPM training step, eagerly: the noise objective on x0 = u8 / 127.5 - 1,
+    gradients clipped to ``optim.grad_clip`` in global norm, Adam at genjax's learning
+    rate for the step (warmup included), then the EMA. ``step`` draws t and the noise
+    unless given them; dropout draws its own masks unless ``model.dropout_masks`` is
+    set. Only what the benchmark's configs use is written: Adam, eps prediction,
+    "symmetric" data."""
+
+    def __init__(self, config, model, ema, opt, ab):
+        o = config.optim
+        if o.name != "adam" or o.weight_decay:
+            raise ValueError("the torch peer is written for Adam without weight decay")
+        if config.diffusion.prediction != "eps" or config.data.preprocess != "symmetric":
+            raise ValueError("the torch peer is written for eps prediction on symmetric data")
+        self.model, self.ema, self.opt, self.ab = model, ema, opt, ab
+        self.lr, self.factors = float(o.lr), lr_factors(config)
+        self.clip, self.decay = float(o.grad_clip), float(config.ema.decay)
+        self.T, self.count = int(config.diffusion.num_steps), 0
+
+    def loss_and_grads(self, x0, t=None, noise=None):
+        """The noise objective on x0 [B, C, H, W] in [-1, 1] and its gradients (in the
+        parameters' .grad); returns the loss tensor."""
+        import torch
+        if t is None:
+            t = torch.randint(0, self.T, (x0.shape[0],), device=x0.device)
+        noise = torch.randn_like(x0) if noise is None else noise
+        a = self.ab[t][:, None, None, None]
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        loss = ((self.model(xt, t) - noise) ** 2).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss
+
+    def update(self):
+        """Clips the gradients, takes the Adam step and updates the EMA; returns the
+        gradients' global norm before clipping."""
+        import torch
+        params = list(self.model.parameters())
+        norm = (torch.nn.utils.clip_grad_norm_(params, self.clip) if self.clip > 0 else
+                torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad)
+                                                      for p in params])))
+        lr = self.lr * float(self.factors[min(self.count, len(self.factors) - 1)])
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.opt.step()
+        self.count += 1
+        with torch.no_grad():
+            torch._foreach_lerp_(self.ema, [p.detach() for p in params], 1 - self.decay)
+        return norm
+
+    def step(self, x0, t=None, noise=None):
+        """One training step; returns (loss, gradient norm before clipping) tensors."""
+        loss = self.loss_and_grads(x0, t, noise)
+        return loss, self.update()
+
+
+def torch_train_runner(config, train_u8, steps, device, params=None):
+    """run(): ``steps`` eager training steps from genjax's initial ``params``, batches
+    drawn without replacement from a fresh randperm each epoch (as genjax's loop does);
+    returns the last loss."""
     import torch
-    model, ema, opt, ab, data = torch_setup(config, train_u8, device)
-    b, n, T = int(config.train.batch_size), len(train_u8), config.diffusion.num_steps
-    decay = float(config.ema.decay)
+    model, ema, opt, ab, data = torch_setup(config, train_u8, device, params)
+    trainer = TorchTrainer(config, model, ema, opt, ab)
+    b, n = int(config.train.batch_size), len(train_u8)
+    holder = {"perm": torch.randperm(n, device=device), "pos": 0}
 
     def run():
         model.train()
         for _ in range(steps):
-            idx = torch.randint(0, n, (b,), device=device)
-            x0 = data[idx].float() / 127.5 - 1.0
-            t = torch.randint(0, T, (b,), device=device)
-            noise = torch.randn_like(x0)
-            a = ab[t][:, None, None, None]
-            xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-            loss = ((model(xt, t) - noise) ** 2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-            opt.step()
-            with torch.no_grad():
-                torch._foreach_lerp_(ema, [p.detach() for p in model.parameters()], 1 - decay)
-        return float(loss.detach())
+            if holder["pos"] + b > n:
+                holder["perm"], holder["pos"] = torch.randperm(n, device=device), 0
+            idx = holder["perm"][holder["pos"]:holder["pos"] + b]
+            holder["pos"] += b
+            loss, _ = trainer.step(data[idx].float() / 127.5 - 1.0)
+        loss = float(loss.detach())
+        if not math.isfinite(loss):
+            raise FloatingPointError("torch loss became non-finite in the benchmark")
+        return loss
 
     return run, sum(p.numel() for p in model.parameters())
 
 
-def torch_sampler(config, train_u8, n, device, *, ddim_steps=None):
+def torch_sampler(config, train_u8, n, device, *, ddim_steps=None, params=None):
     """Ancestral (ddim_steps None; "beta" variance, clipped x0) or DDIM (eta = 0)."""
     import torch
-    model, _, _, _, _ = torch_setup(config, train_u8, device)
+    model, _, _, _, _ = torch_setup(config, train_u8, device, params)
     model.eval()
     from genjax.diffusion import make_schedule
     s = make_schedule(config.diffusion.schedule, config.diffusion.num_steps)
@@ -225,6 +394,130 @@ def torch_sampler(config, train_u8, n, device, *, ddim_steps=None):
         return float(x.mean())
 
     return run
+
+
+# -------------------------------------------------------------------------- peer check
+
+def _max_rel(a, b) -> float:
+    """max |a - b| / max |a| (a the reference)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / (np.max(np.abs(a)) + 1e-30))
+
+
+def genjax_dropout_masks(key, num_blocks: int, rate: float):
+    """masks(i, nchw_shape) -> bool tensor: the keep-mask genjax's U-Net draws in block
+    i (of down + mid + up) from dropout key ``key`` (genjax.nn.unet), in NCHW."""
+    import torch
+    from genjax import random as grandom
+    keys = jax.random.split(key, num_blocks)
+
+    def masks(i, shape):
+        b, c, h, w = shape
+        keep = grandom.bernoulli(keys[i], 1.0 - rate, (b, h, w, c))
+        return torch.from_numpy(np.asarray(keep).transpose(0, 3, 1, 2).copy())
+
+    return masks
+
+
+def peer_check(config=None, train_u8: np.ndarray | None = None, *, seed: int = 0) -> dict:
+    """genjax's U-Net and training step against the torch twin from the same (genjax's
+    initial) weights, on one batch with the draws genjax's step makes from
+    ``jax.random.key(seed)`` (t, noise and the dropout masks, given to torch):
+
+    * the eps prediction without dropout (as sampled), relative to its largest entry;
+    * the loss, and every parameter's gradient (before clipping), relative to each
+      tensor's largest entry; the gradients' global norm;
+    * after one full step of each (clip, Adam at the step's learning rate, EMA): the
+      parameter updates, in units of the learning rate, and the EMA's move (ema - w0),
+      in units of (1 - decay) * lr. Adam's first update is lr * g / (|g| + eps), about
+      lr * sign(g): where a gradient is ~0 in exact arithmetic (an attention key's bias:
+      softmax ignores a shift of the logits) float32 noise decides its sign, so updates
+      are compared where |g| >= 1e-5 of the tensor's largest, and the fraction of
+      entries left out is reported."""
+    import torch
+    from genjax import random as grandom
+    from genjax.data import transforms
+    from genjax.diffusion import forward
+    config = config or ddpm_config.get_config()
+    if train_u8 is None:
+        train_u8 = np.asarray(gdata.load(config.data.name).train)
+    shape, b = train_u8.shape[1:], int(config.train.batch_size)
+    batch = jnp.asarray(train_u8[:b])
+    graphdef, state, step, schedule = ddpm_experiment.build(config, shape)
+    key = jax.random.key(seed)
+    # the draws of experiments.ddpm.build's loss_fn and losses.ddpm.noise_loss
+    _, k_loss, k_drop = jax.random.split(key, 3)
+    k_t, k_noise = jax.random.split(k_loss)
+    t = jax.random.randint(k_t, (b,), 0, schedule.num_steps)
+    noise = grandom.normal(k_noise, batch.shape)
+    x0 = transforms.preprocess(key, batch, config.data.preprocess)
+    xt = forward.q_sample(schedule, x0, t, noise)
+
+    def loss_of(params):
+        return jnp.mean((nnx.merge(graphdef, params)(xt, t, key=k_drop) - noise) ** 2)
+
+    @jax.jit
+    def genjax_side(state):
+        eps = nnx.merge(graphdef, state.params)(xt, t)
+        loss, grads = jax.value_and_grad(loss_of)(state.params)
+        new, metrics = step(state, batch, key)
+        return eps, loss, grads, new, metrics
+
+    params0 = jax.tree_util.tree_map(jnp.copy, state.params)
+    eps_j, loss_j, grads_j, new, metrics = genjax_side(state)
+    paths = list(flat_params(params0))
+
+    model, ema, opt, ab, _ = torch_setup(config, train_u8, "cpu", params0)
+    nchw = lambda v: torch.from_numpy(np.array(v).transpose(0, 3, 1, 2).copy())  # noqa: E731
+    t_t = torch.from_numpy(np.array(t)).long()
+    model.eval()
+    with torch.no_grad():
+        eps_t = model(nchw(xt), t_t).numpy().transpose(0, 2, 3, 1)
+    model.train()
+    n_blocks = len(model.down) + len(model.mid) + len(model.up)
+    model.dropout_masks = genjax_dropout_masks(k_drop, n_blocks, config.model.dropout)
+    trainer = TorchTrainer(config, model, ema, opt, ab)
+    loss_t = float(trainer.loss_and_grads(nchw(x0), t_t, nchw(noise)).detach())
+    grads_t = torch_grads_as_genjax(model, paths)                 # before clipping
+    norm_t = float(trainer.update())
+    model.dropout_masks = None
+
+    g_j = flat_params(grads_j)
+    grad_diff = {p: _max_rel(g_j[p], grads_t[p]) for p in paths}
+    lr, decay = float(metrics["lr"]), float(config.ema.decay)
+    w0, w1 = flat_params(params0), flat_params(new.params)
+    w1_t = torch_params_as_genjax(model, paths)
+    ema_j = flat_params(ema_params(new))
+    ema_t = {p: _to_genjax_layout(e.detach().numpy())
+             for p, e in zip(paths, _ema_in_order(model, ema, paths))}
+    upd, ema_move, left_out, total = 0.0, 0.0, 0, 0
+    for p in paths:
+        live = np.abs(g_j[p]) >= 1e-5 * np.abs(g_j[p]).max()
+        left_out, total = left_out + int((~live).sum()), total + live.size
+        d = np.abs((w1[p] - w0[p]) - (w1_t[p] - w0[p]))[live] / lr
+        e = np.abs((ema_j[p] - w0[p]) - (ema_t[p] - w0[p]))[live] / ((1 - decay) * lr)
+        upd = max(upd, float(d.max(initial=0.0)))
+        ema_move = max(ema_move, float(e.max(initial=0.0)))
+    return {
+        "seed": seed, "batch_size": b, "num_param_tensors": len(paths),
+        "eps_max_rel_diff": _max_rel(eps_j, eps_t),
+        "loss_genjax": float(loss_j), "loss_torch": loss_t,
+        "loss_abs_diff": abs(float(loss_j) - loss_t),
+        "step_loss_genjax": float(metrics["loss"]),
+        "grad_max_rel_diff": max(grad_diff.values()),
+        "grad_worst_tensor": ".".join(map(str, max(grad_diff, key=grad_diff.get))),
+        "grad_norm_genjax": float(metrics["grad_norm"]), "grad_norm_torch": norm_t,
+        "lr": lr, "ema_decay": decay,
+        "update_max_abs_diff_over_lr": upd,
+        "ema_move_max_abs_diff_over_lr_times_1_minus_decay": ema_move,
+        "update_fraction_left_out": left_out / total,
+    }
+
+
+def _ema_in_order(model, ema, paths):
+    """The EMA tensors (kept in ``model.parameters()`` order) in the order of ``paths``."""
+    index = {id(p): i for i, p in enumerate(model.parameters())}
+    return [ema[index[id(_torch_tensor(model, p))]] for p in paths]
 
 
 # ----------------------------------------------------------------------------- genjax
@@ -270,8 +563,11 @@ def run_benchmark(*, preset="default", steps=20, repeats=3, sample_images=8, qui
     train_u8 = np.asarray(gdata.load(config.data.name).train)
     b = int(config.train.batch_size)
 
+    peer = peer_check(config, train_u8, seed=config.seed)
     g_train, compile_s, g_params, graphdef, params = genjax_train_runner(config, train_u8, steps)
-    t_train, t_params = torch_train_runner(config, train_u8, steps, device)
+    # both sides start from genjax's initial weights (the EMA copy is still equal to them)
+    host_params = jax.device_get(params)
+    t_train, t_params = torch_train_runner(config, train_u8, steps, device, host_params)
     g_anc, g_anc_compile = genjax_sampler(config, graphdef, params, train_u8, sample_images,
                                           ddim=False)
     g_ddim, g_ddim_compile = genjax_sampler(config, graphdef, params, train_u8, sample_images,
@@ -280,9 +576,10 @@ def run_benchmark(*, preset="default", steps=20, repeats=3, sample_images=8, qui
         "genjax_train": g_train, "torch_train": t_train,
         "genjax_ddim": g_ddim,
         "torch_ddim": torch_sampler(config, train_u8, sample_images, device,
-                                    ddim_steps=config.eval.ddim_steps),
+                                    ddim_steps=config.eval.ddim_steps, params=host_params),
         "genjax_ancestral": g_anc,
-        "torch_ancestral": torch_sampler(config, train_u8, sample_images, device),
+        "torch_ancestral": torch_sampler(config, train_u8, sample_images, device,
+                                         params=host_params),
     }
     with common.CpuContention() as contention:
         times = common.interleaved(contenders, repeats=repeats, warmup=1)
@@ -306,6 +603,7 @@ def run_benchmark(*, preset="default", steps=20, repeats=3, sample_images=8, qui
         "block_s": {k: common.summarize(v) for k, v in times.items()},
         "other_processes_cpu_fraction": contention.fraction,
         "target": {"ratio": TARGET, "met": {k: bool(v >= TARGET) for k, v in ratios.items()}},
+        "peer_check": peer,
     }
 
 
@@ -321,6 +619,12 @@ def summary_text(r):
                      f"-> {r['ratios_genjax_over_torch'][k]:.2f}x")
     lines.append(f"  target {r['target']['ratio']}x: " + ", ".join(
         f"{k.split('_')[0]} {'met' if m else 'NOT met'}" for k, m in r["target"]["met"].items()))
+    pc = r.get("peer_check")
+    if pc:
+        lines.append(f"  peer check (same weights, batch, t, noise, dropout masks): loss "
+                     f"{pc['loss_genjax']:.6f} vs {pc['loss_torch']:.6f}, gradients within "
+                     f"{pc['grad_max_rel_diff']:.1e} (relative), step updates within "
+                     f"{pc['update_max_abs_diff_over_lr']:.1e} lr")
     lines += common.busy_lines(r)
     return "\n".join(lines)
 
