@@ -2,6 +2,7 @@
 
     python -m experiments.vae --config=configs/vae.py[:PRESET]
         [--workdir=runs/vae/PRESET] [--config.loss.beta=4 ...]
+        [--sweep=optim.lr=1e-3,3e-3 --sweep=seed=0,1 ...]  (genjax.train.sweep)
 
 Presets: default, quick, conv, iwae, ae (a deterministic autoencoder), latent2d,
 anomaly, mnist (see configs/vae.py).
@@ -16,6 +17,7 @@ anomaly_scores.png and the AUROCs.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import jax
@@ -29,7 +31,8 @@ from genjax.data import transforms
 from genjax.eval import sample_quality, vae_analysis
 from genjax.models.vae import ARCHITECTURES, VAE
 from genjax.train import cli, config as cfglib, experiment, init_state, make_optimizer
-from genjax.train import make_train_step, train
+from genjax.train import make_train_step, sweep_spec, train
+from genjax.train.sweep import Program, SweepParts, run_sweep
 
 
 
@@ -236,7 +239,38 @@ def report(config, workdir, ds, vae, x_test) -> dict:
     return out
 
 
+def prepare_sweep_program(config, workdir: str) -> Program:
+    """One compiled program of a sweep (`genjax.train.sweep`): the data, the step of
+    ``config`` and, per setting, `build`'s state and `make_evaluate`'s test metrics."""
+    ds = experiment.prepare(config, workdir)
+    validate_data(config, ds)
+    graphdef, _, tx, lr_schedule, loss_fn = build(config, ds.example_shape)
+
+    def evaluate(setting_config, params):
+        ev, _ = make_evaluate(setting_config, ds, graphdef)
+        return {f"test/{k}": v for k, v in ev(params).items()}
+
+    return Program(init=lambda c: build(c, ds.example_shape)[1],
+                   step_fn=make_train_step(loss_fn, tx, lr_schedule), train_data=ds.train,
+                   evaluate=evaluate)
+
+
+# The seed and the optimiser's lr / weight_decay and loss.beta live in TrainState.hparams
+# (or the init and keys): a sweep over them is one program; any other field is static.
+SWEEP = SweepParts(dynamic=sweep_spec.dynamic_fields("loss.beta"), validate=validate,
+                   prepare=prepare_sweep_program)
+
+
+def sweep(config, workdir: str, axes, *, samples: int = 0, sweep_seed: int = 0) -> dict:
+    """The ``--sweep`` entry point: `genjax.train.sweep.run_sweep` with the VAE's parts."""
+    parts = SWEEP
+    if config.loss.objective == "ae":         # no posterior, no IW estimate: rank by log_px
+        parts = dataclasses.replace(SWEEP, main_metric=("test/log_px", "max"))
+    return run_sweep(config, workdir, axes, parts=parts, samples=samples,
+                     sweep_seed=sweep_seed)
+
+
 if __name__ == "__main__":
-    cli.run(train_and_evaluate, experiment="vae",
+    cli.run(train_and_evaluate, sweep=sweep, experiment="vae",
             config_file=os.path.join(os.path.dirname(__file__), "..", "configs", "vae.py"),
             description="VAE")

@@ -3,6 +3,11 @@ one-line errors, a default workdir.
 
     python -m experiments.vae --config=configs/vae.py[:preset] [--workdir=DIR]
                               [--config.optim.lr=3e-4 ...] [--allow_config_change]
+                              [--sweep=FIELD=V1,V2 ... [--sweep_samples=N --sweep_seed=S]]
+
+--sweep (repeatable; spellings in `genjax.train.sweep_spec`) trains every setting of the
+sweep instead of one run, through the experiment's ``sweep`` entry point
+(`genjax.train.sweep`); its default workdir is runs/<experiment>/sweep_<preset>.
 
 Rerunning in a workdir that holds a checkpoint resumes it; a config that differs from the
 checkpoint's in more than what is safe to change on resume (`genjax.train.resume`) is an
@@ -63,12 +68,16 @@ def default_workdir(experiment: str, config) -> str:
 
 
 def run(train_and_evaluate: Callable, *, experiment: str, config_file: str,
-        description: str = "") -> None:
+        description: str = "", sweep: Callable | None = None) -> None:
     """Define --config (a locked ml-collections config file, default ``config_file``),
     --workdir (default runs/<experiment>/<preset>) and --allow_config_change (see
     `genjax.train.resume`), then app.run ``train_and_evaluate(config, workdir)`` with clear
     errors: a user error prints 'error: ...' on one line and exits 1;
     an interruption exits 130 after its checkpoint is saved.
+
+    sweep(config, workdir, axes, *, samples, sweep_seed): the experiment's sweep entry
+    point, called instead of train_and_evaluate when --sweep is given (None: the
+    experiment does not support sweeps yet, and --sweep is a one-line error).
 
     The flags are defined here, not when an experiment module is imported, so that several
     experiments can be imported in one process (tests, notebooks)."""
@@ -78,12 +87,24 @@ def run(train_and_evaluate: Callable, *, experiment: str, config_file: str,
         "config", config_file,
         f"{description or experiment} config file, optionally with :preset.", lock_config=True)
     workdir_flag = flags.DEFINE_string(
-        "workdir", None, f"Output folder (default runs/{experiment}/<preset>).")
+        "workdir", None, f"Output folder (default runs/{experiment}/<preset>, or "
+        f"runs/{experiment}/sweep_<preset> with --sweep).")
     allow_flag = flags.DEFINE_bool(
         "allow_config_change", False,
         "Resume the checkpoint in --workdir even if the config differs from its config.json "
         "in fields that are not safe to change on resume (the old config is kept as "
         "config.<step>.json).")
+
+    sweep_flag = flags.DEFINE_multi_string(
+        "sweep", None, "Train a sweep: FIELD=V1,V2,... (a grid axis), FIELD=uniform(A,B), "
+        "FIELD=loguniform(A,B) or FIELD=choice(V1,...) (random axes, with "
+        "--sweep_samples); repeat for several fields.")
+    samples_flag = flags.DEFINE_integer(
+        "sweep_samples", 0, "Random draws of the sweep's random axes (each combined with "
+        "every grid point).")
+    sweep_seed_flag = flags.DEFINE_integer(
+        "sweep_seed", 0, "Seed of the sweep's random draws (the same seed, the same "
+        "settings).")
 
     def main(argv):
         if len(argv) > 1:
@@ -91,13 +112,28 @@ def run(train_and_evaluate: Callable, *, experiment: str, config_file: str,
             sys.exit(2)
         absl_logging.set_verbosity(absl_logging.WARNING)   # orbax logs every save at INFO
         config = config_flag.value
-        workdir = workdir_flag.value or default_workdir(experiment, config)
+        axes = sweep_flag.value or []
+        if axes and sweep is None:
+            print(f"error: experiments.{experiment} does not support --sweep yet",
+                  file=sys.stderr)
+            sys.exit(2)
+        if not axes and (samples_flag.value or sweep_seed_flag.value):
+            print("error: --sweep_samples and --sweep_seed need --sweep=FIELD=...",
+                  file=sys.stderr)
+            sys.exit(2)
+        from genjax.train import sweep as sweeplib
+        workdir = workdir_flag.value or (sweeplib.default_workdir(experiment, config)
+                                         if axes else default_workdir(experiment, config))
         if config.get("train") is not None and config.train.get("distributed"):
             import jax
             jax.distributed.initialize()
         try:
             with resume.allowing_config_change(allow_flag.value):
-                train_and_evaluate(config, workdir)
+                if axes:
+                    sweep(config, workdir, axes, samples=samples_flag.value,
+                          sweep_seed=sweep_seed_flag.value)
+                else:
+                    train_and_evaluate(config, workdir)
         except USER_ERRORS as e:
             print(f"error: {_one_line(e)}", file=sys.stderr)
             sys.exit(1)

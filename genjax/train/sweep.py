@@ -1,0 +1,287 @@
+"""Running a sweep of an experiment: the ``--sweep`` flags to results.
+
+    python -m experiments.vae --config=configs/vae.py:quick \\
+        --sweep=optim.lr=1e-3,3e-3 --sweep=loss.beta=0.5,1 --sweep=seed=0,1
+
+`run_sweep` is generic; an experiment hands it a `SweepParts` that says what differs per
+family (which fields vary inside one compiled program, how to validate a config, and how
+to load the data and build a state, a step and an evaluation for one program). The flow:
+
+1. parse and expand the axes (`genjax.train.sweep_spec`), apply each setting to the config
+   and validate every setting's config: a problem is one line naming the setting and the
+   field, before anything loads or compiles;
+2. group the settings into compiled programs (settings that differ only in dynamic fields
+   share one; ``seed`` is static when the data depend on it, `data_depends_on_seed`) and
+   print `sweep_spec.describe`'s line;
+3. prepare every program (load and check the data, write config.json, check resume) in
+   its folder workdir/programs/<k>[_static fields]/, still before compiling;
+4. per program: build each setting's state from its own config (so ``seed`` drives the
+   initial parameters too), stack them and train them together (`train_sweep`,
+   checkpoints and metrics.jsonl in the program's folder; rerunning resumes);
+5. evaluate each live setting, write workdir/<setting name>/results.json (the setting's
+   config, its metrics, its divergence if any), workdir/sweep.json, workdir/sweep.csv, a
+   console table sorted by the main metric and workdir/sweep.png.
+
+A setting that diverges is frozen and reported; its metrics are NaN. When every setting
+of the sweep diverged, `NonFiniteError` is raised (the cli exits 1).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from genjax.train import sweep_spec
+from genjax.train.config import ConfigError
+from genjax.train.loop import NonFiniteError
+from genjax.train.results import write_results
+from genjax.train.resume import ensure_workdir
+from genjax.train.sweep_loop import train_sweep
+from genjax.train.writers import log
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """What one compiled program of a sweep needs, from `SweepParts.prepare`.
+
+    init(setting_config) -> TrainState of that setting (its seed, hyper-parameters);
+    step_fn(state, batch, key) -> (state, metrics), pure (it is vmapped);
+    train_data: the pytree of arrays [N, ...] every setting trains on;
+    evaluate(setting_config, params) -> {metric name: float}, e.g. "test/elbo"."""
+    init: Callable
+    step_fn: Callable
+    train_data: Any
+    evaluate: Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepParts:
+    """What an experiment supplies to `run_sweep`.
+
+    dynamic: fields that vary inside one program (`sweep_spec.dynamic_fields(...)`);
+    validate(config): raises ConfigError for a bad config (no data, no compiling);
+    prepare(config, workdir) -> Program: loads and checks the data for ``config`` (a
+        program's config: its static fields applied), writes config.json in ``workdir``;
+    main_metric: (metric name, "max" | "min"), what the table is sorted by."""
+    dynamic: frozenset
+    validate: Callable
+    prepare: Callable
+    main_metric: tuple = ("test/iw_log_likelihood", "max")
+
+
+def default_workdir(experiment: str, config) -> str:
+    return os.path.join("runs", experiment, f"sweep_{config.get('preset', 'default')}")
+
+
+def data_depends_on_seed(config) -> bool:
+    """Whether ``genjax.data.load(config.data.name, seed=config.seed)`` gives other data
+    for another seed: the 2-D toy densities (drawn with the seed) and user data (``npz:``
+    / ``folder:``, split with the seed when it brings no test split). Embedded and TFDS
+    image datasets have fixed splits."""
+    from genjax.data import USER_PREFIXES
+    from genjax.data.embedded import _TOYS
+
+    name = config.get("data", {}).get("name", "") if hasattr(config, "get") else ""
+    return isinstance(name, str) and (name in _TOYS or name.startswith(USER_PREFIXES))
+
+
+def _stack(states):
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states)
+
+
+def _plain(value):
+    """A JSON / CSV friendly value: tuples as lists."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _read_jsonl(path: str) -> list:
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _check_same_sweep(workdir: str, record: list) -> None:
+    """A program folder that holds a checkpoint must be rerun with the settings it was
+    started with (settings.json; the checkpoint's settings axis depends on them)."""
+    path = os.path.join(workdir, "settings.json")
+    if os.path.exists(path) and os.path.isdir(os.path.join(workdir, "checkpoints")):
+        with open(path) as f:
+            old = json.load(f)
+        if old != record:
+            raise ConfigError(f"{workdir} holds a sweep of other settings ({len(old)} "
+                              f"settings, the first {old[0]}); rerun the same --sweep "
+                              "flags to resume it, or pass a new --workdir")
+        return
+    os.makedirs(workdir, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(record, f, indent=1)
+
+
+def run_sweep(config, workdir: str, axes_texts, *, parts: SweepParts, samples: int = 0,
+              sweep_seed: int = 0) -> dict:
+    """Runs the sweep described by ``axes_texts`` (the ``--sweep`` arguments) of the
+    locked ``config`` in ``workdir`` (see the module docstring). Returns the sweep record
+    written to sweep.json: {"settings": [per setting {"name", "setting", "program",
+    "metrics", "diverged"}], "best", "main_metric", "description", ...}."""
+    axes = [sweep_spec.parse_axis(t) for t in axes_texts]
+    settings = sweep_spec.expand(config, axes, samples=samples, sweep_seed=sweep_seed)
+    names = sweep_spec.setting_names(settings)
+    configs = []
+    for name, setting in zip(names, settings):
+        c = sweep_spec.apply(config, setting)
+        try:
+            parts.validate(c)
+        except ConfigError as e:
+            raise ConfigError(f"sweep setting {name}: {e}") from None
+        configs.append(c)
+    dynamic = parts.dynamic
+    if "seed" in dynamic and "seed" in settings[0] and data_depends_on_seed(config):
+        # One program trains on one dataset; here each seed has its own, so each seed
+        # gets its own program (the settings still equal their single runs).
+        dynamic = dynamic - {"seed"}
+        log(f"[sweep] {config.data.name}'s data depend on the seed: one program per seed")
+    groups = sweep_spec.group(config, settings, dynamic)
+    description = sweep_spec.describe(groups)
+    log(f"[sweep] {description}")
+
+    ensure_workdir(workdir)         # WorkdirError (one line) for a file or no permission
+    folders = [os.path.join(workdir, "programs", sweep_spec.setting_name(k, g.static))
+               for k, g in enumerate(groups)]
+    programs = []
+    for g, folder in zip(groups, folders):        # every check before the first compile
+        _check_same_sweep(folder, [{f: _plain(v) for f, v in settings[i].items()}
+                                   for i in g.indices])
+        programs.append(parts.prepare(g.config, folder))
+
+    metric_name, mode = parts.main_metric
+    rows = [None] * len(settings)
+    failed = []
+    for k, (g, folder, prog) in enumerate(zip(groups, folders, programs)):
+        if len(groups) > 1:
+            log(f"[sweep] program {k + 1}/{len(groups)}: {g.reason} ({len(g)} settings)")
+        states = _stack([prog.init(configs[i]) for i in g.indices])
+        seeds = np.array([int(configs[i].seed) for i in g.indices], np.int32)
+        try:
+            states, summary = train_sweep(states, prog.step_fn, prog.train_data,
+                                          cfg=g.config.train, seeds=seeds, workdir=folder)
+        except NonFiniteError as e:
+            failed.append(str(e))
+            states, summary = None, None
+        history = _read_jsonl(os.path.join(folder, "metrics.jsonl"))
+        diverged_rows = {r["setting"]: r for r in history if "diverged" in r}
+        last_train = {}
+        for r in history:
+            if "diverged" not in r:
+                last_train[r["setting"]] = {k2: v for k2, v in r.items()
+                                            if k2.startswith("train/")}
+        for j, i in enumerate(g.indices):
+            diverged = summary["settings"][j]["diverged"] if summary else None
+            if summary is None and j in diverged_rows:
+                r = diverged_rows[j]
+                diverged = {"step": r["step"], "metric": r["diverged"],
+                            "value": float(r["value"])}
+            elif summary is None:
+                diverged = {"step": None, "metric": "unknown", "value": math.nan}
+            metrics = dict(last_train.get(j, {}))
+            if diverged is None:
+                params = jax.tree_util.tree_map(lambda a, j=j: a[j], states.params)
+                metrics.update({m: float(v) for m, v in
+                                prog.evaluate(configs[i], params).items()})
+            else:
+                metrics = {m: math.nan for m in metrics}
+                metrics.setdefault(metric_name, math.nan)
+            rows[i] = {"name": names[i], "setting": {f: _plain(v) for f, v in
+                                                     settings[i].items()},
+                       "program": k, "metrics": metrics, "diverged": diverged}
+    if len(failed) == len(groups):
+        raise NonFiniteError("; ".join(failed))
+    every_metric = {m for r in rows for m in r["metrics"]}
+    for r, setting_config in zip(rows, configs):   # diverged: NaN for every metric
+        r["metrics"] = {m: r["metrics"].get(m, math.nan) for m in sorted(every_metric)}
+        setting_dir = os.path.join(workdir, r["name"])
+        os.makedirs(setting_dir, exist_ok=True)
+        write_results(setting_dir, metrics=r["metrics"],
+                      config=setting_config,
+                      extra={"sweep": {"workdir": os.path.abspath(workdir),
+                                       "setting": r["setting"], "program": r["program"],
+                                       "program_dir":
+                                           os.path.abspath(folders[r["program"]])},
+                             "diverged": r["diverged"]})
+
+    def sort_key(row):
+        v = row["metrics"].get(metric_name, math.nan)
+        if not math.isfinite(v):
+            return (1, 0.0)
+        return (0, -v if mode == "max" else v)
+
+    ranked = sorted(rows, key=sort_key)
+    record = {"description": description, "axes": list(axes_texts), "samples": samples,
+              "sweep_seed": sweep_seed, "main_metric": {"name": metric_name, "mode": mode},
+              "best": ranked[0]["name"] if sort_key(ranked[0])[0] == 0 else None,
+              "programs": [os.path.relpath(f, workdir) for f in folders],
+              "settings": rows}
+    with open(os.path.join(workdir, "sweep.json"), "w") as f:
+        json.dump(record, f, indent=2)
+    fields = list(settings[0])
+    metric_names = sorted({m for r in rows for m in r["metrics"]},
+                          key=lambda m: (m != metric_name, not m.startswith("test/"), m))
+    _write_csv(os.path.join(workdir, "sweep.csv"), rows, fields, metric_names)
+    log(table(ranked, fields, metric_names[:4]))
+    try:
+        from genjax.viz import sweep as viz_sweep
+        curves = {}
+        for k, folder in enumerate(folders):
+            for r in _read_jsonl(os.path.join(folder, "metrics.jsonl")):
+                if "train/loss" in r:
+                    name = names[groups[k].indices[r["setting"]]]
+                    curves.setdefault(name, ([], []))
+                    curves[name][0].append(r["step"])
+                    curves[name][1].append(r["train/loss"])
+        path = viz_sweep.sweep_figure(os.path.join(workdir, "sweep.png"), rows, fields,
+                                      metric_name, curves=curves)
+        log(f"wrote {path}")
+    except ImportError as e:        # matplotlib missing: the numbers are written already
+        log(f"no sweep.png: {e}")
+    log(f"wrote {os.path.join(workdir, 'sweep.json')} and sweep.csv; best setting: "
+        f"{record['best']}")
+    return record
+
+
+def _write_csv(path: str, rows: list, fields: list, metric_names: list) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["name", *fields, *metric_names, "diverged_step", "diverged_metric"])
+        for r in rows:
+            d = r["diverged"] or {}
+            w.writerow([r["name"], *[r["setting"][f] for f in fields],
+                        *[r["metrics"].get(m, "") for m in metric_names],
+                        d.get("step", ""), d.get("metric", "")])
+
+
+def table(rows: list, fields: list, metric_names: list) -> str:
+    """The sweep's console table, one line per setting in the order given."""
+    def cell(v):
+        if isinstance(v, float):
+            return format(v, ".4g")
+        if isinstance(v, list):
+            return "x".join(map(str, v))
+        return str(v)
+
+    head = ["#", *fields, *metric_names, "diverged"]
+    body = [[r["name"].split("_", 1)[0], *[cell(r["setting"][f]) for f in fields],
+             *[cell(r["metrics"].get(m, math.nan)) for m in metric_names],
+             "" if r["diverged"] is None else
+             f"{r['diverged']['metric']} @ {r['diverged']['step']}"] for r in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
+    lines = ["  ".join(str(x).rjust(w) for x, w in zip(line, widths))
+             for line in [head, *body]]
+    return "\n".join(lines)
