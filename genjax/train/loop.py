@@ -78,6 +78,28 @@ def check_finite_data(train_data) -> None:
                 "remove or impute those values before training")
 
 
+def catch_stop_signals():
+    """Routes SIGTERM / SIGINT into a flag the loop checks between dispatches. Returns
+    (stop, restore): stop["signal"] is the signal number once one arrived (else None);
+    restore() puts the previous handlers back. Outside the main thread nothing is caught."""
+    stop, previous = {"signal": None}, {}
+
+    def on_signal(signum, frame):
+        stop["signal"] = signum
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            previous[sig] = signal.signal(sig, on_signal)
+        except ValueError:           # not the main thread
+            pass
+
+    def restore():
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return stop, restore
+
+
 def make_chunk(step_fn: Callable, *, num_examples: int, batch_size: int, batch_sharding):
     """Returns chunk(state, data, seed_key, n) -> (state, metrics [n]) running n steps
     in one lax.scan; jitted with the state donated and n static."""
@@ -144,17 +166,7 @@ def train(state, step_fn: Callable, train_data, *, cfg, seed: int, workdir: str,
     chunk = make_chunk(step_fn, num_examples=num_examples, batch_size=int(cfg.batch_size),
                        batch_sharding=sharding.batch_sharded(mesh))
 
-    stop = {"signal": None}
-    previous = {}
-
-    def on_signal(signum, frame):
-        stop["signal"] = signum
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            previous[sig] = signal.signal(sig, on_signal)
-        except ValueError:           # not the main thread
-            pass
+    stop, restore_signals = catch_stop_signals()
 
     compiled: dict[int, Callable] = {}
     compile_time, summary = 0.0, {}
@@ -207,8 +219,7 @@ def train(state, step_fn: Callable, train_data, *, cfg, seed: int, workdir: str,
                                   f"command to resume")
     finally:
         ckpt.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        restore_signals()
         if own_writer:
             writer.close()
     summary = dict(summary, compile_s=compile_time,

@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import time
 from typing import Callable
 
@@ -48,7 +47,8 @@ import numpy as np
 
 from genjax.train import batches
 from genjax.train.checkpoint import Checkpointer
-from genjax.train.loop import Interrupted, NonFiniteError, check_finite_data
+from genjax.train.loop import (Interrupted, NonFiniteError, catch_stop_signals,
+                               check_finite_data)
 from genjax.train.resume import ensure_workdir
 from genjax.train.writers import _duration, _fmt, log
 
@@ -266,16 +266,7 @@ def train_sweep(states, step_fn: Callable, train_data, *, cfg, seeds, workdir: s
     seed_keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
     chunk = make_sweep_chunk(step_fn, num_examples=num_examples, batch_size=batch_size)
 
-    stop, previous = {"signal": None}, {}
-
-    def on_signal(signum, frame):
-        stop["signal"] = signum
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            previous[sig] = signal.signal(sig, on_signal)
-        except ValueError:           # not the main thread
-            pass
+    stop, restore_signals = catch_stop_signals()
 
     compiled: dict[int, Callable] = {}
     compile_time, steady_t, steady_steps = 0.0, 0.0, 0
@@ -326,8 +317,7 @@ def train_sweep(states, step_fn: Callable, train_data, *, cfg, seeds, workdir: s
                                   f"command to resume")
     finally:
         ckpt.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        restore_signals()
         if own_writer:
             writer.close()
     nan = {k: math.nan for k in names}
