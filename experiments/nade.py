@@ -206,10 +206,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
     if e.num_examples:
         x_test = x_test[:e.num_examples]
 
+    def per_example(params, x, key):          # one function: one compiled program
+        return b.log_prob_fn(params, x)
+
     def evaluate(state, data=None):
-        return geval.evaluate_dataset(lambda x, k: b.log_prob_fn(state.params, x),
-                                      x_test if data is None else data,
-                                      jax.random.key(config.seed + 1), batch_size=e.batch_size)
+        return geval.evaluate_dataset(per_example, x_test if data is None else data,
+                                      jax.random.key(config.seed + 1), batch_size=e.batch_size,
+                                      params=state.params)
 
     state, summary = train(b.state, make_train_step(b.loss_fn, b.tx, b.lr_schedule),
                            ds.train, cfg=config.train, seed=config.seed, workdir=workdir,

@@ -136,10 +136,11 @@ def build(config, example_shape):
 
 
 def make_evaluate(config, ds, graphdef):
-    """(evaluate, x_test): evaluate(params) -> the test metrics of results.json (without
-    the "test/" prefix: mean ELBO terms and IW log-likelihood in nats, or the AE's log_px)
-    of any parameters of `build`'s model, the untrained ones included, on x_test, the
-    fixed view of the test split (eval.num_examples of it)."""
+    """(evaluate, x_test): evaluate(params, seed=config.seed) -> the test metrics of
+    results.json (without the "test/" prefix: mean ELBO terms and IW log-likelihood in
+    nats, or the AE's log_px) of any parameters of `build`'s model, the untrained ones
+    included, on x_test, the fixed view of the test split (eval.num_examples of it). The
+    evaluation keys follow ``seed``; one compiled program serves every call."""
     m = config.model
     is_ae = config.loss.objective == "ae"
 
@@ -160,10 +161,9 @@ def make_evaluate(config, ds, graphdef):
     if config.eval.num_examples:
         x_test = x_test[:config.eval.num_examples]
 
-    def evaluate(params):
-        return geval.evaluate_dataset(lambda x, k: per_example(params, x, k), x_test,
-                                      jax.random.key(config.seed + 1),
-                                      batch_size=config.eval.batch_size)
+    def evaluate(params, seed=config.seed):
+        return geval.evaluate_dataset(per_example, x_test, jax.random.key(seed + 1),
+                                      batch_size=config.eval.batch_size, params=params)
 
     return evaluate, x_test
 
@@ -246,9 +246,10 @@ def prepare_sweep_program(config, workdir: str) -> Program:
     validate_data(config, ds)
     graphdef, _, tx, lr_schedule, loss_fn = build(config, ds.example_shape)
 
+    ev, _ = make_evaluate(config, ds, graphdef)       # settings differ in dynamic fields only
+
     def evaluate(setting_config, params):
-        ev, _ = make_evaluate(setting_config, ds, graphdef)
-        return {f"test/{k}": v for k, v in ev(params).items()}
+        return {f"test/{k}": v for k, v in ev(params, seed=setting_config.seed).items()}
 
     return Program(init=lambda c: build(c, ds.example_shape)[1],
                    step_fn=make_train_step(loss_fn, tx, lr_schedule), train_data=ds.train,
