@@ -130,8 +130,8 @@ def make_evaluate(config, ds, graphdef, schedule):
         return {k: losses.ddpm.bits_per_dim(v, dims) for k, v in t.items()}
 
     def evaluate(params):
-        out = map_dataset(lambda u8, k: bound(params, u8, k), x_test,
-                          jax.random.key(config.seed + 1), batch_size=e.batch_size)
+        out = map_dataset(bound, x_test, jax.random.key(config.seed + 1),
+                          batch_size=e.batch_size, params=params)
         return {f"{k}_bpd": float(v.mean()) for k, v in out.items()}
 
     return evaluate, x_test
