@@ -21,6 +21,7 @@ import dataclasses
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -140,7 +141,9 @@ def make_evaluate(config, ds, graphdef):
     results.json (without the "test/" prefix: mean ELBO terms and IW log-likelihood in
     nats, or the AE's log_px) of any parameters of `build`'s model, the untrained ones
     included, on x_test, the fixed view of the test split (eval.num_examples of it). The
-    evaluation keys follow ``seed``; one compiled program serves every call."""
+    evaluation keys follow ``seed``; one compiled program serves every call.
+    evaluate.stacked(params [S, ...], seeds [S]) -> S such dicts, vmapped over the
+    settings of a sweep (each as evaluate(params[s], seeds[s]) up to float rounding)."""
     m = config.model
     is_ae = config.loss.objective == "ae"
 
@@ -165,6 +168,13 @@ def make_evaluate(config, ds, graphdef):
         return geval.evaluate_dataset(per_example, x_test, jax.random.key(seed + 1),
                                       batch_size=config.eval.batch_size, params=params)
 
+    def stacked(params, seeds):         # S settings at once: params [S, ...], S seeds
+        keys = jnp.stack([jax.random.key(int(s) + 1) for s in seeds])
+        return geval.evaluate_dataset_stacked(per_example, x_test, keys,
+                                              batch_size=config.eval.batch_size,
+                                              params=params)
+
+    evaluate.stacked = stacked
     return evaluate, x_test
 
 
@@ -251,9 +261,13 @@ def prepare_sweep_program(config, workdir: str) -> Program:
     def evaluate(setting_config, params):
         return {f"test/{k}": v for k, v in ev(params, seed=setting_config.seed).items()}
 
+    def evaluate_stacked(setting_configs, params):
+        return [{f"test/{k}": v for k, v in m.items()}
+                for m in ev.stacked(params, [c.seed for c in setting_configs])]
+
     return Program(init=lambda c: build(c, ds.example_shape)[1],
                    step_fn=make_train_step(loss_fn, tx, lr_schedule), train_data=ds.train,
-                   evaluate=evaluate)
+                   evaluate=evaluate, evaluate_stacked=evaluate_stacked)
 
 
 # The seed and the optimiser's lr / weight_decay and loss.beta live in TrainState.hparams
@@ -262,13 +276,14 @@ SWEEP = SweepParts(dynamic=sweep_spec.dynamic_fields("loss.beta"), validate=vali
                    prepare=prepare_sweep_program)
 
 
-def sweep(config, workdir: str, axes, *, samples: int = 0, sweep_seed: int = 0) -> dict:
+def sweep(config, workdir: str, axes, *, samples: int = 0, sweep_seed: int = 0,
+          chunk: int = 0) -> dict:
     """The ``--sweep`` entry point: `genjax.train.sweep.run_sweep` with the VAE's parts."""
     parts = SWEEP
     if config.loss.objective == "ae":         # no posterior, no IW estimate: rank by log_px
         parts = dataclasses.replace(SWEEP, main_metric=("test/log_px", "max"))
     return run_sweep(config, workdir, axes, parts=parts, samples=samples,
-                     sweep_seed=sweep_seed)
+                     sweep_seed=sweep_seed, chunk=chunk)
 
 
 if __name__ == "__main__":

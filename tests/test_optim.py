@@ -148,3 +148,29 @@ def test_schedules_reported_lr():
     np.testing.assert_allclose(lrs, [reference(k) for k in range(NUM_STEPS)], rtol=1e-5,
                                atol=1e-9)
     assert lrs[0] == pytest.approx(LR / 7, rel=1e-5) and lrs.max() == pytest.approx(LR)
+
+
+def test_clip_weight_decay_and_lr_vary_inside_one_vmapped_step():
+    """lr, weight_decay and grad_clip are arrays in TrainState.hparams: one vmapped step
+    over settings that differ in all three (clipping on and off among them) gives each
+    setting the trajectory of its own run, itself checked against optax above."""
+    settings = [dict(lr=LR, weight_decay=0.0, grad_clip=0.0),
+                dict(lr=LR / 3, weight_decay=WD, grad_clip=CLIP),
+                dict(lr=LR, weight_decay=0.0, grad_clip=0.2)]
+    params, batches, loss_fn = _problem()
+    tx, _, lr_schedule = make_optimizer(common.optim(name="adam"), NUM_STEPS)
+    step = jax.jit(jax.vmap(make_train_step(
+        lambda p, batch, key, hp: (loss_fn(p, batch), {}), tx, lr_schedule),
+        in_axes=(0, None, None)))
+    states = [init_state(params, tx, make_optimizer(common.optim(name="adam", **s),
+                                                    NUM_STEPS)[1]) for s in settings]
+    state = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *states)
+    for x in batches:
+        state, _ = step(state, x, jax.random.key(0))
+    for i, s in enumerate(settings):
+        alone = _run_genjax(common.optim(name="adam", **s))[0][-1]
+        for name in alone:
+            np.testing.assert_allclose(state.params[name][i], alone[name], rtol=1e-5,
+                                       atol=1e-6, err_msg=f"setting {i}: {name}")
+    finals = np.asarray(state.params["w"])
+    assert np.abs(finals[0] - finals[2]).max() > 1e-4    # clipping 0.2 changed the path

@@ -271,8 +271,9 @@ def test_group_random_static_choice(config):
 def test_dynamic_fields():
     assert S.dynamic_fields() == S.DEFAULT_DYNAMIC
     gan = S.dynamic_fields("loss.gp_weight", optim_sections=("optim", "optim_d"))
-    assert gan == {"seed", "optim.lr", "optim.weight_decay", "optim_d.lr",
-                   "optim_d.weight_decay", "loss.gp_weight"}
+    assert gan == {"seed", "optim.lr", "optim.weight_decay", "optim.grad_clip",
+                   "optim_d.lr", "optim_d.weight_decay", "optim_d.grad_clip",
+                   "loss.gp_weight"}
 
 
 # ----------------------------------------------------------------------------- names

@@ -5,9 +5,14 @@ refuses a bad one in one line, a rerun resumes instead of retraining."""
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -144,8 +149,8 @@ def test_the_cli_runs_a_random_sweep_and_prints_the_table(tmp_path):
     ("experiments.vae", ["--sweep=optim.lr=loguniform(1e-4,1e-2)"], 1,
      ["--sweep_samples"]),
     ("experiments.vae", ["--sweep_samples=4"], 2, ["--sweep_samples", "need --sweep"]),
-    ("experiments.gan", ["--sweep=optim.lr=1e-3,3e-3"], 2,
-     ["experiments.gan does not support --sweep yet"]),
+    ("experiments.vae", ["--sweep=optim.lr=1e-3,3e-3", "--sweep_chunk=-1"], 1,
+     ["--sweep_chunk=-1", ">= 0"]),
 ])
 def test_a_bad_sweep_fails_with_one_clear_line(module, args, rc, words):
     code, _, err = _cli("--workdir=/nonexistent-never-created", *args, module=module)
@@ -180,3 +185,100 @@ def test_the_seed_is_static_where_the_data_depend_on_it():
     assert not data_depends_on_seed(config)
     for name in ("two_moons", "npz:/tmp/x.npz", "folder:/tmp/imgs"):
         assert data_depends_on_seed(sweep_spec.apply(config, {"data.name": name}))
+
+
+def test_chunks_give_the_same_sweep_and_vmapped_evaluation_equals_one_by_one(
+        grid_sweep, tmp_path, capsys):
+    """--sweep_chunk=K trains K settings at a time (each chunk its own folder and
+    checkpoints) and ends where the sweep of all settings at once ends; the settings are
+    evaluated together (Program.evaluate_stacked) as each alone would be."""
+    workdir, record = grid_sweep
+    chunked = vae_experiment.sweep(tiny_config(), str(tmp_path), GRID, chunk=3)
+    assert "4 settings in 2 chunks of at most 3" in capsys.readouterr().out
+    program = os.path.join(str(tmp_path), chunked["programs"][0])
+    assert sorted(d for d in os.listdir(program) if d.startswith("chunk_")) == [
+        "chunk_0", "chunk_1"]
+    assert os.path.isdir(os.path.join(program, "chunk_1", "checkpoints"))
+    for a, b in zip(record["settings"], chunked["settings"]):
+        assert a["name"] == b["name"]
+        for k in TEST_METRICS:       # vmapped over 4 vs over 3 and 1: float32 rounding
+            np.testing.assert_allclose(b["metrics"][k], a["metrics"][k], rtol=1e-5,
+                                       err_msg=k)
+    # The stacked evaluation against one setting at a time, same parameters.
+    config = tiny_config()
+    program = vae_experiment.prepare_sweep_program(config, str(tmp_path / "eval"))
+    states = [program.init(sweep_spec.apply(config, {"seed": s})) for s in (0, 1, 2)]
+    params = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *[s.params for s in states])
+    configs = [sweep_spec.apply(config, {"seed": s}) for s in (0, 1, 2)]
+    together = program.evaluate_stacked(configs, params)
+    for s, c in enumerate(configs):
+        alone = program.evaluate(c, jax.tree_util.tree_map(lambda a, s=s: a[s], params))
+        for k in TEST_METRICS:
+            np.testing.assert_allclose(together[s][k], alone[k], rtol=1e-6, err_msg=k)
+    assert together[0]["test/elbo"] != together[1]["test/elbo"]   # seeds differ
+
+
+def test_auto_chunk_fits_the_settings_in_the_device_memory(monkeypatch):
+    """With no --sweep_chunk the sweep trains every setting at once where the device
+    reports no memory limit (XLA:CPU), and as many as fit in 90% of a reported limit."""
+    from genjax.train import sweep as sweeplib
+    config = tiny_config()
+    program = vae_experiment.prepare_sweep_program(config, tempfile.mkdtemp())
+    assert jax.local_devices()[0].memory_stats() is None          # CPU: no limit
+    assert sweeplib.auto_chunk(program, config, config.train, 100) == 100
+
+    class Device:
+        def __init__(self, limit):
+            self.limit = limit
+
+        def memory_stats(self):
+            return {"bytes_limit": self.limit}
+
+    monkeypatch.setattr(jax, "local_devices", lambda: [Device(10 ** 12)])
+    assert sweeplib.auto_chunk(program, config, config.train, 100) == 100
+    monkeypatch.setattr(jax, "local_devices", lambda: [Device(40 * 2 ** 20)])
+    k = sweeplib.auto_chunk(program, config, config.train, 1000)
+    assert 1 <= k < 1000
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
+    """kill -9 during the first of two chunks; the rerun resumes from the checkpoints and
+    sweep.json's metrics equal an uninterrupted sweep's bit for bit."""
+    args = ["--config=configs/vae.py:quick", *TINY_FLAGS, "--config.train.num_steps=600",
+            "--config.train.steps_per_dispatch=10", "--config.train.checkpoint_every=50",
+            *(f"--sweep={a}" for a in GRID), "--sweep_chunk=2"]
+
+    def start(workdir):
+        return subprocess.Popen([sys.executable, "-m", "experiments.vae",
+                                 f"--workdir={workdir}", *args], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def metrics(workdir):
+        with open(os.path.join(workdir, "sweep.json")) as f:
+            return {r["name"]: r["metrics"] for r in json.load(f)["settings"]}
+
+    full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
+    p = start(full)
+    out = p.communicate(timeout=600)[0]
+    assert p.returncode == 0, out[-2000:]
+    p = start(killed)
+    ckdir = None
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        found = [os.path.join(r, d) for r, ds, _ in os.walk(killed) for d in ds
+                 if d.isdigit() and r.endswith(os.path.join("chunk_0", "checkpoints"))]
+        if found and max(int(os.path.basename(d)) for d in found) >= 200:
+            ckdir = found
+            break
+        time.sleep(0.05)
+    assert ckdir, "the first chunk never checkpointed step 200"
+    p.kill()
+    p.communicate(timeout=60)
+    assert p.returncode == -signal.SIGKILL
+    assert not os.path.exists(os.path.join(killed, "sweep.json"))
+    p = start(killed)
+    out = p.communicate(timeout=600)[0]
+    assert p.returncode == 0, out[-2000:]
+    assert "resumed the sweep from" in out
+    assert metrics(killed) == metrics(full)

@@ -7,8 +7,9 @@ The heavier modules (`sample_quality`, which trains a classifier) are imported b
 from genjax.eval import anomaly, gan_toy, latent
 from genjax.eval.auroc import auroc
 from genjax.eval.frechet import frechet_distance, frechet_distance_from_stats, gaussian_stats
-from genjax.eval.likelihood import evaluate_dataset, iw_log_likelihood, map_dataset
+from genjax.eval.likelihood import (evaluate_dataset, evaluate_dataset_stacked,
+                                    iw_log_likelihood, map_dataset, map_dataset_stacked)
 
-__all__ = ["anomaly", "auroc", "evaluate_dataset", "frechet_distance", "gan_toy",
-           "frechet_distance_from_stats", "gaussian_stats", "iw_log_likelihood", "latent",
-           "map_dataset"]
+__all__ = ["anomaly", "auroc", "evaluate_dataset", "evaluate_dataset_stacked",
+           "frechet_distance", "gan_toy", "frechet_distance_from_stats", "gaussian_stats",
+           "iw_log_likelihood", "latent", "map_dataset", "map_dataset_stacked"]

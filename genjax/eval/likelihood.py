@@ -64,6 +64,37 @@ def map_dataset(fn: Callable, data: np.ndarray, key, *, batch_size: int,
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
+def map_dataset_stacked(fn: Callable, data: np.ndarray, keys, *, batch_size: int,
+                        params) -> dict:
+    """`map_dataset` for S parameter sets at once: ``params`` has a leading settings axis
+    [S, ...] and ``keys`` holds S keys; setting s computes what ``map_dataset(fn, data,
+    keys[s], batch_size=batch_size, params=params[s])`` computes (the same batches and
+    per-batch keys), with fn(params, batch, key) vmapped over the settings in one
+    compiled program. Returns {name: float64 [S, N]}."""
+    n = len(data)
+    pad = (-n) % batch_size
+    padded = np.concatenate([data, np.zeros((pad,) + data.shape[1:], data.dtype)]) if pad else data
+    jfn = jax.jit(jax.vmap(lambda p, x, k, i: fn(p, x, jax.random.fold_in(k, i)),
+                           in_axes=(0, None, 0, None)))
+    parts: dict = {}
+    for i in range(len(padded) // batch_size):
+        out = jax.device_get(jfn(params, padded[i * batch_size:(i + 1) * batch_size], keys,
+                                 i))
+        keep = min(batch_size, n - i * batch_size)
+        for k, v in out.items():
+            parts.setdefault(k, []).append(np.asarray(v, np.float64)[:, :keep])
+    return {k: np.concatenate(v, axis=1) for k, v in parts.items()}
+
+
+def evaluate_dataset_stacked(fn: Callable, data: np.ndarray, keys, *, batch_size: int,
+                             params) -> list:
+    """Per setting, the means of `map_dataset_stacked`'s metrics: a list of S dicts
+    {name: mean over the N examples}, as `evaluate_dataset` gives for each setting."""
+    out = map_dataset_stacked(fn, data, keys, batch_size=batch_size, params=params)
+    num = len(next(iter(out.values())))
+    return [{k: float(np.mean(v[s])) for k, v in out.items()} for s in range(num)]
+
+
 def evaluate_dataset(fn: Callable, data: np.ndarray, key, *, batch_size: int,
                      params=None) -> dict:
     """Means over a dataset of per-example metrics (see `map_dataset`):

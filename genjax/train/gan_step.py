@@ -56,7 +56,8 @@ def make_gan_step(*, g_loss_fn: Callable, d_loss_fn: Callable,
     update against the updated discriminator, with key fold_in(key, 1); then the
     EMA of g when the state has "g_ema". Learning rates are hparams["d_lr"] *
     d_lr_schedule(step) and hparams["g_lr"] * g_lr_schedule(step); weight decay
-    (decoupled) hparams["d_weight_decay"] / ["g_weight_decay"] when present.
+    (decoupled) hparams["d_weight_decay"] / ["g_weight_decay"] and global-norm clipping
+    hparams["d_grad_clip"] / ["g_grad_clip"] when present.
 
     Metrics: ``d_loss`` (mean over the k updates) and ``g_loss``, ``grad_norm/d``,
     ``grad_norm/g``, ``lr/d``, ``lr/g`` and the loss functions' own metrics (D's averaged
@@ -80,7 +81,8 @@ def make_gan_step(*, g_loss_fn: Callable, d_loss_fn: Callable,
             (loss, metrics), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
                 d_params, params["g"], batch, jax.random.fold_in(k_d, i), hp)
             d_params, d_opt = apply_gradients(d_params, grads, d_opt, tx_d, lr=d_lr,
-                                              weight_decay=hp.get("d_weight_decay", 0.0))
+                                              weight_decay=hp.get("d_weight_decay", 0.0),
+                                              grad_clip=hp.get("d_grad_clip", 0.0))
             return (d_params, d_opt), dict(metrics, d_loss=loss,
                                            **{"grad_norm/d": optax.tree.norm(grads)})
 
@@ -94,7 +96,8 @@ def make_gan_step(*, g_loss_fn: Callable, d_loss_fn: Callable,
         (g_loss, g_metrics), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
             params["g"], d_params, batch, k_g, hp)
         g_params, g_opt = apply_gradients(params["g"], g_grads, opt["g"], tx_g, lr=g_lr,
-                                          weight_decay=hp.get("g_weight_decay", 0.0))
+                                          weight_decay=hp.get("g_weight_decay", 0.0),
+                                          grad_clip=hp.get("g_grad_clip", 0.0))
         new_params = {"g": g_params, "d": d_params}
         if "g_ema" in params:
             new_params["g_ema"] = ema_update(params["g_ema"], g_params, hp["ema_decay"])

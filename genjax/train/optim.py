@@ -3,6 +3,10 @@
 config.optim fields: name ("adam" | "sgd"), lr, b1, b2, eps, momentum, weight_decay
 (decoupled, AdamW-style), grad_clip (global norm; 0 disables), schedule ("constant" |
 "cosine"), warmup_steps.
+
+lr, weight_decay and grad_clip are kept out of the optax chain: they are arrays in
+``TrainState.hparams`` that `genjax.train.state.apply_gradients` applies, so a sweep can
+vary them inside one compiled program.
 """
 
 from __future__ import annotations
@@ -15,11 +19,10 @@ SCHEDULES = ("constant", "cosine")
 
 
 def make_optimizer(optim, num_steps: int):
-    """Returns (tx, hparams, lr_schedule): ``tx`` without the learning rate, the sweepable
-    hyper-parameters {"lr", "weight_decay"}, and lr_schedule(step) -> multiplier in [0, 1]."""
+    """Returns (tx, hparams, lr_schedule): ``tx`` without the learning rate, weight decay
+    and clipping, the sweepable hyper-parameters {"lr", "weight_decay", "grad_clip"}, and
+    lr_schedule(step) -> multiplier in [0, 1]."""
     parts = []
-    if optim.grad_clip > 0:
-        parts.append(optax.clip_by_global_norm(optim.grad_clip))
     if optim.name == "adam":
         parts.append(optax.scale_by_adam(b1=optim.b1, b2=optim.b2, eps=optim.eps))
     elif optim.name == "sgd":
@@ -27,7 +30,8 @@ def make_optimizer(optim, num_steps: int):
     else:
         raise ValueError(f"unknown optimizer {optim.name!r}; expected one of {OPTIMIZERS}")
     tx = optax.chain(*parts)
-    hparams = {"lr": optim.lr, "weight_decay": optim.weight_decay}
+    hparams = {"lr": optim.lr, "weight_decay": optim.weight_decay,
+               "grad_clip": optim.grad_clip}
     warmup, schedule = int(optim.warmup_steps), optim.schedule
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; expected one of {SCHEDULES}")

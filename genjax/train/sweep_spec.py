@@ -54,7 +54,7 @@ MAX_SETTINGS = 10_000
 # one compiled program: the seed (initial parameters, keys and data order) and the
 # optimiser's hyper-parameters in TrainState.hparams. Experiments add their own
 # (`dynamic_fields`); every other swept field is static (it changes shapes or the trace).
-DEFAULT_DYNAMIC = frozenset({"seed", "optim.lr", "optim.weight_decay"})
+DEFAULT_DYNAMIC = frozenset({"seed", "optim.lr", "optim.weight_decay", "optim.grad_clip"})
 
 SPELLINGS = ("FIELD=V1,V2,..., FIELD=uniform(A,B), FIELD=loguniform(A,B) or "
              "FIELD=choice(V1,V2,...)")
@@ -101,13 +101,13 @@ class Group:
 
 
 def dynamic_fields(*extra: str, optim_sections=("optim",)) -> frozenset:
-    """The fields an experiment varies inside one program: the seed, ``lr`` and
-    ``weight_decay`` of each optimiser section, and ``extra`` (the experiment's own
+    """The fields an experiment varies inside one program: the seed, ``lr``,
+    ``weight_decay`` and ``grad_clip`` of each optimiser section, and ``extra`` (the experiment's own
     entries of TrainState.hparams, e.g. "loss.beta"). E.g. a GAN:
     ``dynamic_fields("loss.gp_weight", optim_sections=("optim", "optim_d"))``."""
     fields = {"seed"} | set(extra)
     for s in optim_sections:
-        fields |= {f"{s}.lr", f"{s}.weight_decay"}
+        fields |= {f"{s}.lr", f"{s}.weight_decay", f"{s}.grad_clip"}
     return frozenset(fields)
 
 
