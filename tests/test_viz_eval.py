@@ -1,5 +1,7 @@
 """Image grids, interpolation paths and dataset-level evaluation."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -51,3 +53,29 @@ def test_evaluate_dataset_equals_the_direct_mean_with_a_padded_last_batch():
     np.testing.assert_allclose(out["s"], data.sum(-1).mean(), rtol=1e-5)
     again = evaluate_dataset(fn, data, jax.random.key(0), batch_size=5)
     assert again == out                                   # keys are fixed per batch
+
+
+def test_the_sweep_figure_has_a_heat_map_for_two_swept_fields(tmp_path):
+    """Two fields besides the seed: a heat map panel of the main metric (mean over seeds,
+    diverged cells marked); one field, or more than two: no heat map."""
+    from genjax.viz import sweep as viz_sweep
+    rows = [{"name": f"{i:02d}", "setting": {"optim.lr": lr, "loss.beta": b, "seed": s},
+             "metrics": {"m": float("nan") if (lr, b) == (1e-3, 2.0) else lr * b + s}}
+            for i, (lr, b, s) in enumerate((lr, b, s) for lr in (1e-4, 1e-3)
+                                           for b in (1.0, 2.0) for s in (0, 1))]
+    fields = ["optim.lr", "loss.beta", "seed"]
+    assert viz_sweep._heat_axes(rows, fields) == ["optim.lr", "loss.beta"]
+    assert viz_sweep._heat_axes(rows, ["optim.lr", "seed"]) is None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots()
+    viz_sweep._heat_map(ax, rows, ["optim.lr", "loss.beta"], "m")
+    grid = ax.images[0].get_array()
+    np.testing.assert_allclose(grid[0], [1e-4 + 0.5, 2e-4 + 0.5])    # mean over seeds
+    assert np.ma.is_masked(grid[1, 1]) or not np.isfinite(grid[1, 1])
+    assert "diverged" in [t.get_text() for t in ax.texts]
+    plt.close(fig)
+    path = viz_sweep.sweep_figure(str(tmp_path / "s.png"), rows, fields, "m",
+                                  curves={"00": ([1, 2], [3.0, 2.0])})
+    assert os.path.getsize(path) > 1000

@@ -373,7 +373,8 @@ def _figure(workdir, rows, fields, metric_name, runs, names) -> None:
                 curves[name][0].append(r["step"])
                 curves[name][1].append(r[loss_key])
     path = viz_sweep.sweep_figure(os.path.join(workdir, "sweep.png"), rows, fields,
-                                  metric_name, curves=curves)
+                                  metric_name, curves=curves,
+                                  curve_metric=loss_key or "train/loss")
     log(f"wrote {path}")
 
 
