@@ -171,7 +171,9 @@ def auto_chunk(prog: Program, config, train_cfg, num_settings: int) -> int:
         needs.append(mem.argument_size_in_bytes + mem.output_size_in_bytes
                      + mem.temp_size_in_bytes - mem.alias_size_in_bytes)
     per = max(needs[1] - needs[0], 1)
-    fit = int((0.9 * limit - (needs[0] - per)) // per)
+    # On several devices train_sweep splits the settings over them: each holds about
+    # S / devices settings.
+    fit = int((0.9 * limit - (needs[0] - per)) // per) * len(jax.devices())
     if fit >= num_settings:
         return num_settings
     fit = max(fit, 1)
@@ -305,7 +307,8 @@ def _train_and_evaluate(prog: Program, config, run_dir: str, indices, configs, s
     seeds = np.array([int(configs[i].seed) for i in indices], np.int32)
     try:
         states, summary = train_sweep(states, prog.step_fn, prog.train_data,
-                                      cfg=config.train, seeds=seeds, workdir=run_dir)
+                                      cfg=config.train, seeds=seeds, workdir=run_dir,
+                                      setting_names=[names[i] for i in indices])
     except NonFiniteError:
         states, summary = None, None
     history = _read_jsonl(os.path.join(run_dir, "metrics.jsonl"))
