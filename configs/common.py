@@ -17,7 +17,10 @@ def optim(**overrides) -> ml_collections.ConfigDict:
 def train(**overrides) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict(dict(
         num_steps=10_000, batch_size=128, steps_per_dispatch=100, checkpoint_every=1000,
-        keep_checkpoints=3, eval_every=0, distributed=False))
+        keep_checkpoints=3, eval_every=0, distributed=False,
+        # several processes (genjax.train.distributed): process 0's HOST:PORT, how many
+        # processes, this one's id 0..N-1 ("" / 0 / 0: one process), and how long to wait
+        coordinator_address="", num_processes=0, process_id=0, init_timeout_s=60))
     c.update(overrides)
     return c
 

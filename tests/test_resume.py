@@ -101,13 +101,13 @@ def test_num_steps_may_grow_only_under_a_constant_schedule_and_past_the_checkpoi
     assert (field, a, b) == ("train.num_steps", 200, 5000) and "cosine" in why
 
 
-def test_switching_gradient_clipping_or_the_gan_average_on_is_not_safe():
+def test_gradient_clipping_may_change_but_not_switching_the_gan_average_on():
+    # grad_clip is an array in TrainState.hparams (0 = off), like the learning rate
     base = json.loads(_vae_config(**{"optim.grad_clip": 1.0}).to_json_best_effort())
     lower = json.loads(_vae_config(**{"optim.grad_clip": 0.5}).to_json_best_effort())
     off = json.loads(_vae_config(**{"optim.grad_clip": 0.0}).to_json_best_effort())
     assert not resume.config_changes(base, lower)[1]
-    (field, _, _, why), = resume.config_changes(base, off)[1]
-    assert field == "optim.grad_clip" and "on or off" in why
+    assert not resume.config_changes(base, off)[1]
     gan = {"model": {"ema_decay": 0.99}, "optim_d": {"lr": 1e-4}}
     assert not resume.config_changes(gan, {"model": {"ema_decay": 0.9},
                                            "optim_d": {"lr": 5e-5}})[1]

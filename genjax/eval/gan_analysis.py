@@ -18,6 +18,7 @@ from genjax import data as gdata
 from genjax import viz
 from genjax.eval import gan_toy, latent
 from genjax.viz.gan_toy import gan_toy_figure
+from genjax.train.distributed import is_main_process
 
 
 def sample(generate: Callable, key, n: int, latent_dim: int, *, chunk: int = 500):
@@ -82,7 +83,8 @@ def toy_figure(path: str, key, *, generate: Callable, discriminate: Callable,
     line = np.asarray(viz.lerp(z0, z1, 50))                                # [S, P, Z]
     pts = np.asarray(generate(line.reshape(-1, latent_dim)))
     paths = pts.reshape(50, num_paths, -1).swapaxes(0, 1)                  # [P, S, 2]
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if is_main_process():
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     gan_toy_figure(path, data=data, samples=samples, discriminator=discriminate, paths=paths,
                    centres=gdata.eight_gaussians_centres() if modes else None,
                    radius=num_std * gdata.EIGHT_GAUSSIANS_STD if modes else None,

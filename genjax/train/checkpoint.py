@@ -9,6 +9,12 @@ tree (array names and shapes) differs from the state's is a CheckpointMismatchEr
 that cannot be read (truncated or missing files, a disk error) is damaged, and the newest
 checkpoint that restores is used instead. The damaged ones are moved aside to
 ``damaged-<step>`` (Orbax ignores those names), so the run can save those steps again.
+
+Several processes: every process creates the Checkpointer and calls save / restore /
+wait / close at the same points, as Orbax's CheckpointManager expects (its default
+primary host, process 0, writes the metadata and finalises each step; each process
+writes the array shards it owns; the workdir must be a folder every process sees).
+Only process 0 moves damaged folders aside; the others wait for it.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import os
 import jax
 import orbax.checkpoint as ocp
 
+from genjax.train import distributed
 from genjax.train.writers import log
 
 
@@ -102,10 +109,12 @@ class Checkpointer:
                 continue
             if damaged:
                 self._set_aside([s for s, _ in damaged])
-                log(f"warning: the checkpoint{'s' if len(damaged) > 1 else ''} at step "
-                    + ", ".join(f"{s} ({_first_line(e)})" for s, e in damaged)
-                    + f" in {self.directory} could not be read (moved to damaged-<step>); "
-                    f"resuming from step {step}, the newest that restores")
+                if distributed.is_main_process():
+                    log(f"warning: the checkpoint{'s' if len(damaged) > 1 else ''} at "
+                        "step " + ", ".join(f"{s} ({_first_line(e)})" for s, e in damaged)
+                        + f" in {self.directory} could not be read (moved to "
+                        f"damaged-<step>); resuming from step {step}, the newest that "
+                        "restores")
             return state
         raise CheckpointDamagedError(
             f"no checkpoint in {self.directory} can be read: "
@@ -156,6 +165,8 @@ class Checkpointer:
                     dst, i = os.path.join(self.directory, f"damaged-{step}.{i}"), i + 1
                 if os.path.isdir(src):
                     os.rename(src, dst)
+        # the other processes reload only once process 0 has moved the folders
+        distributed.barrier("genjax.checkpoint.set_aside." + "_".join(map(str, steps)))
         self._manager.reload()
 
     def wait(self) -> None:

@@ -3,11 +3,16 @@ one-line errors, a default workdir.
 
     python -m experiments.vae --config=configs/vae.py[:preset] [--workdir=DIR]
                               [--config.optim.lr=3e-4 ...] [--allow_config_change]
-                              [--sweep=FIELD=V1,V2 ... [--sweep_samples=N --sweep_seed=S]]
+                              [--sweep=FIELD=V1,V2 ... [--sweep_samples=N --sweep_seed=S]
+                               [--sweep_chunk=K]]
 
 --sweep (repeatable; spellings in `genjax.train.sweep_spec`) trains every setting of the
 sweep instead of one run, through the experiment's ``sweep`` entry point
 (`genjax.train.sweep`); its default workdir is runs/<experiment>/sweep_<preset>.
+
+Several processes (hosts): each runs the same command with
+--config.train.coordinator_address=HOST:PORT --config.train.num_processes=N and its own
+--config.train.process_id=I (`genjax.train.distributed`); only process 0 writes files.
 
 Rerunning in a workdir that holds a checkpoint resumes it; a config that differs from the
 checkpoint's in more than what is safe to change on resume (`genjax.train.resume`) is an
@@ -63,6 +68,18 @@ def _parse_flags(argv):
     sys.exit(2)
 
 
+def _start_processes(config) -> None:
+    """Several processes (--config.train.coordinator_address / num_processes /
+    process_id, or --config.train.distributed=True for JAX's cluster detection): checks
+    those fields and starts the JAX distributed system before anything touches a device
+    (`genjax.train.distributed`); a coordinator that cannot be reached is a ConfigError."""
+    from genjax.train import config as cfglib, distributed
+
+    if "coordinator_address" in config.train:
+        cfglib.validate_processes(config)
+    distributed.initialize(config.train)
+
+
 def default_workdir(experiment: str, config) -> str:
     return os.path.join("runs", experiment, config.get("preset", "default"))
 
@@ -75,7 +92,7 @@ def run(train_and_evaluate: Callable, *, experiment: str, config_file: str,
     errors: a user error prints 'error: ...' on one line and exits 1;
     an interruption exits 130 after its checkpoint is saved.
 
-    sweep(config, workdir, axes, *, samples, sweep_seed): the experiment's sweep entry
+    sweep(config, workdir, axes, *, samples, sweep_seed, chunk): the experiment's sweep entry
     point, called instead of train_and_evaluate when --sweep is given (None: the
     experiment does not support sweeps yet, and --sweep is a one-line error).
 
@@ -105,6 +122,9 @@ def run(train_and_evaluate: Callable, *, experiment: str, config_file: str,
     sweep_seed_flag = flags.DEFINE_integer(
         "sweep_seed", 0, "Seed of the sweep's random draws (the same seed, the same "
         "settings).")
+    chunk_flag = flags.DEFINE_integer(
+        "sweep_chunk", 0, "Train at most this many settings of a sweep at once, chunk "
+        "after chunk (0: all that fit in the device's memory).")
 
     def main(argv):
         if len(argv) > 1:
@@ -117,21 +137,21 @@ def run(train_and_evaluate: Callable, *, experiment: str, config_file: str,
             print(f"error: experiments.{experiment} does not support --sweep yet",
                   file=sys.stderr)
             sys.exit(2)
-        if not axes and (samples_flag.value or sweep_seed_flag.value):
-            print("error: --sweep_samples and --sweep_seed need --sweep=FIELD=...",
+        if not axes and (samples_flag.value or sweep_seed_flag.value or chunk_flag.value):
+            print("error: --sweep_samples, --sweep_seed and --sweep_chunk need "
+                  "--sweep=FIELD=...",
                   file=sys.stderr)
             sys.exit(2)
         from genjax.train import sweep as sweeplib
         workdir = workdir_flag.value or (sweeplib.default_workdir(experiment, config)
                                          if axes else default_workdir(experiment, config))
-        if config.get("train") is not None and config.train.get("distributed"):
-            import jax
-            jax.distributed.initialize()
         try:
+            if config.get("train") is not None:
+                _start_processes(config)
             with resume.allowing_config_change(allow_flag.value):
                 if axes:
                     sweep(config, workdir, axes, samples=samples_flag.value,
-                          sweep_seed=sweep_seed_flag.value)
+                          sweep_seed=sweep_seed_flag.value, chunk=chunk_flag.value)
                 else:
                     train_and_evaluate(config, workdir)
         except USER_ERRORS as e:

@@ -199,12 +199,41 @@ def validate_common(config, num_devices: int) -> None:
         integer(config, "train." + f)
     integer(config, "train.eval_every", minimum=0, why="0 = only at the end")
     boolean(config, "train.distributed")
+    if "coordinator_address" in t:      # configs/common.train has them; a bare one may not
+        validate_processes(config)
     require(t.batch_size % num_devices == 0, "train.batch_size", t.batch_size,
             f"a multiple of the {num_devices} devices the batch is split over")
     for f in ("checkpoint_every", "eval_every"):
         require(t[f] % t.steps_per_dispatch == 0, "train." + f, t[f],
                 f"a multiple of train.steps_per_dispatch={t.steps_per_dispatch} "
                 "(the host acts only between dispatches)")
+
+
+def validate_processes(config) -> None:
+    """train.coordinator_address / num_processes / process_id / init_timeout_s: all unset
+    (one process) or a HOST:PORT, N >= 1 and an id in 0..N-1 (`genjax.train.distributed`)."""
+    t = config.train
+    address = string(config, "train.coordinator_address")
+    integer(config, "train.num_processes", minimum=0, why="0 = one process")
+    integer(config, "train.process_id", minimum=0, why="this process's id; 0 with one")
+    number(config, "train.init_timeout_s", low=0, low_open=True,
+           why="seconds to wait for the other processes")
+    if address:
+        host, sep, port = address.rpartition(":")
+        require(bool(sep and host.strip("[]") and port.isdigit() and 0 < int(port) < 65536),
+                "train.coordinator_address", address,
+                "HOST:PORT, e.g. '10.0.0.1:1234' (process 0's host and a free port)")
+    if address or t.num_processes:
+        require(bool(address), "train.coordinator_address", address,
+                f"process 0's HOST:PORT with train.num_processes={t.num_processes}")
+        require(t.num_processes >= 1, "train.num_processes", t.num_processes,
+                f"the number of processes (>= 1) with train.coordinator_address={address!r}")
+        require(0 <= t.process_id < t.num_processes, "train.process_id", t.process_id,
+                f"this process's id, 0 .. {t.num_processes - 1} (a different one in each "
+                "process)")
+    else:
+        require(t.process_id == 0, "train.process_id", t.process_id,
+                "0 without train.coordinator_address and train.num_processes (one process)")
 
 
 def validate_batch_vs_data(config, num_examples: int) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 
 from genjax import data as gdata
 from genjax.data import transforms
-from genjax.train import config as cfglib, resume
+from genjax.train import config as cfglib, distributed, resume
 from genjax.train.results import write_results
 from genjax.train.writers import log
 
@@ -40,6 +40,8 @@ def prepare(config, workdir: str, *, kinds=("image",),
     if config.data.get("classes"):
         ds = select_classes(ds, tuple(config.data.classes))
     cfglib.validate_batch_vs_data(config, len(ds.train))
+    # Every process has read config.json (check_config) before process 0 replaces it.
+    distributed.barrier("genjax.experiment.prepare")
     resume.record_config(config, workdir, change)
     log(f"{config.data.name}: {len(ds.train)} train / {len(ds.test)} test examples of shape "
         f"{ds.example_shape}; workdir {os.path.abspath(workdir)}; devices {jax.devices()}")
@@ -72,9 +74,11 @@ def fixed_view(x: np.ndarray, mode: str, seed: int = 0) -> np.ndarray:
 
 
 def finish(workdir: str, config, metrics: dict, *, summary: dict | None = None) -> dict:
-    """Writes results.json and prints the final metrics; returns the metrics."""
+    """Writes results.json and prints the final metrics; returns the metrics. (With
+    several processes every process returns them; process 0 writes and prints.)"""
     path = write_results(workdir, metrics=metrics, config=config,
                          extra={"train_summary": summary or {}})
-    log("final: " + json.dumps({k: round(float(v), 4) for k, v in metrics.items()}))
-    log(f"wrote {path}")
+    if distributed.is_main_process():
+        log("final: " + json.dumps({k: round(float(v), 4) for k, v in metrics.items()}))
+        log(f"wrote {path}")
     return metrics

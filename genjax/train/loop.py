@@ -22,6 +22,13 @@
   `Interrupted` (the cli prints 'interrupted: ...' and exits 130).
 * ``train_data`` is checked on the host before anything compiles: NaN or inf in a float
   array raises `NonFiniteDataError` naming the array and the count.
+* Several processes (`genjax.train.distributed`): every process calls `train` with the
+  same state and data (host values, identical everywhere); the mesh spans all processes'
+  devices, so each batch is split over them and the gradient all-reduce crosses
+  processes. Only process 0 writes metrics; all save the checkpoints together (Orbax);
+  a stop signal to any process stops all at the same dispatch. ``eval_fn`` and the
+  caller get the state as ordinary arrays on this process's first device (every process
+  holds the same values), so evaluation code needs no knowledge of the processes.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import jax
 import numpy as np
 
 from genjax.train import batches, sharding
+from genjax.train.distributed import is_main_process
 from genjax.train.checkpoint import Checkpointer
 from genjax.train.resume import ensure_workdir
 from genjax.train.writers import MetricWriter, log
@@ -102,7 +110,8 @@ def catch_stop_signals():
 
 def make_chunk(step_fn: Callable, *, num_examples: int, batch_size: int, batch_sharding):
     """Returns chunk(state, data, seed_key, n) -> (state, metrics [n]) running n steps
-    in one lax.scan; jitted with the state donated and n static."""
+    in one lax.scan; jitted with the state donated and n static. With a batch_sharding
+    the metrics come out replicated over its mesh (every process can read them)."""
 
     def chunk(state, data, seed_key, n):
         step_root, data_key = jax.random.fold_in(seed_key, 0), jax.random.fold_in(seed_key, 1)
@@ -122,6 +131,9 @@ def make_chunk(step_fn: Callable, *, num_examples: int, batch_size: int, batch_s
             return (state, perm), metrics
 
         (state, _), metrics = jax.lax.scan(body, (state, perm0), None, length=n)
+        if batch_sharding is not None:
+            metrics = jax.lax.with_sharding_constraint(
+                metrics, sharding.replicated(batch_sharding.mesh))
         return state, metrics
 
     return jax.jit(chunk, static_argnums=3, donate_argnums=0)
@@ -146,7 +158,10 @@ def train(state, step_fn: Callable, train_data, *, cfg, seed: int, workdir: str,
     """
     num_steps, per = int(cfg.num_steps), int(cfg.steps_per_dispatch)
     check_finite_data(train_data)
-    ensure_workdir(workdir)
+    ensure_workdir(workdir, create=is_main_process())
+    multi = jax.process_count() > 1
+    if multi:             # host values: device_put places them on every process's devices
+        state, train_data = jax.device_get((state, train_data))
     mesh = sharding.data_mesh() if mesh is None else mesh
     num_examples = len(jax.tree_util.tree_leaves(train_data)[0])
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=int(cfg.keep_checkpoints))
@@ -201,15 +216,21 @@ def train(state, step_fn: Callable, train_data, *, cfg, seed: int, workdir: str,
             summary = {k: float(np.mean(v)) for k, v in metrics.items()}
             writer.write(step, summary)
             writer.progress(step, summary)
+            if multi:      # one process signalled: all stop, at this same dispatch
+                stop["signal"] = _agreed_signal(stop["signal"])
+            signalled = stop["signal"]
             saved = step % int(cfg.checkpoint_every) == 0 or step == num_steps \
                 or stop["signal"]
             if saved:
                 ckpt.save(step, state)
             if eval_fn is not None and cfg.eval_every and step % int(cfg.eval_every) == 0 \
                     and step < num_steps:
-                ev = eval_fn(state)
+                ev = eval_fn(_local(state) if multi else state)
                 writer.write(step, ev, prefix="eval")
-                log("[eval] " + " ".join(f"{k} {v:.4f}" for k, v in ev.items()))
+                if is_main_process():
+                    log("[eval] " + " ".join(f"{k} {v:.4f}" for k, v in ev.items()))
+            if multi:      # one that came during eval_fn waits for the next dispatch
+                late, stop["signal"] = stop["signal"], signalled
             if stop["signal"]:                   # (it may have come during eval_fn)
                 if not saved:
                     ckpt.save(step, state)
@@ -217,6 +238,8 @@ def train(state, step_fn: Callable, train_data, *, cfg, seed: int, workdir: str,
                 raise Interrupted(f"stopped by signal {stop['signal']} at step {step}; a "
                                   f"checkpoint is saved in {ckpt.directory}: rerun the same "
                                   f"command to resume")
+            if multi:
+                stop["signal"] = late
     finally:
         ckpt.close()
         restore_signals()
@@ -224,4 +247,20 @@ def train(state, step_fn: Callable, train_data, *, cfg, seed: int, workdir: str,
             writer.close()
     summary = dict(summary, compile_s=compile_time,
                    steps_per_s=steady_steps / steady_t if steady_t > 0 else float("nan"))
-    return state, summary
+    return (_local(state) if multi else state), summary
+
+
+def _local(tree):
+    """A replicated tree spanning several processes as ordinary arrays on this process's
+    first device (the same values in every process)."""
+    return jax.device_put(jax.device_get(tree), jax.local_devices()[0])
+
+
+def _agreed_signal(signum):
+    """The stop signal any process received (None if none did), the same in every
+    process: each decides to stop at the same dispatch, so none waits alone in a
+    collective."""
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
+    got = multihost_utils.process_allgather(np.int32(signum or 0))
+    return int(np.max(got)) or None

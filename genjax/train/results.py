@@ -28,13 +28,19 @@ def versions(packages=PACKAGES) -> dict:
 
 
 def write_results(workdir: str, *, metrics: dict, config, extra: dict | None = None) -> str:
-    """Writes workdir/results.json and returns its path. ``config`` is a ConfigDict."""
+    """Writes workdir/results.json and returns its path. ``config`` is a ConfigDict.
+    With several processes only process 0 writes (the others return the path)."""
+    from genjax.train.distributed import is_main_process
+
     path = os.path.join(workdir, "results.json")
+    if not is_main_process():
+        return path
     record = {
         "metrics": {k: float(v) for k, v in metrics.items()},
         "config": json.loads(config.to_json_best_effort()),
         "versions": versions(),
         "devices": [str(d) for d in jax.devices()],
+        "processes": jax.process_count(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **(extra or {}),
     }

@@ -77,8 +77,7 @@ SAFE_ON_RESUME = {
     "loss.beta": _always,               # VAE
     "ema.decay": _always,               # DDPM
     "model.ema_decay": _same_on_off,    # GAN: 0 means no average in the state
-    # gradient clipping has no state, but switching it on adds a stage to the optimiser
-    "optim*.grad_clip": _same_on_off,
+    "optim*.grad_clip": _always,        # also an array in hparams; 0 = off
     "train.num_steps": _num_steps,
     # how the run is executed, logged, checkpointed, evaluated and plotted
     "train.steps_per_dispatch": _always,
@@ -86,6 +85,10 @@ SAFE_ON_RESUME = {
     "train.keep_checkpoints": _always,
     "train.eval_every": _always,
     "train.distributed": _always,
+    "train.coordinator_address": _always,   # where and how many processes run it
+    "train.num_processes": _always,
+    "train.process_id": _always,
+    "train.init_timeout_s": _always,
     "eval.*": _always,
     "plots.*": _always,
     "anomaly.*": _always,               # VAE: scored after training
@@ -230,7 +233,12 @@ def _allowed(allow: bool | None) -> bool:
 def record_config(config, workdir: str, change: ConfigChange | None = None) -> None:
     """Writes ``config`` to ``workdir``/config.json; when ``change`` says it differs from
     the saved one, first keeps that as config.<step>.json (the first config to reach a
-    step is the one that trained it: an existing config.<step>.json is not replaced)."""
+    step is the one that trained it: an existing config.<step>.json is not replaced).
+    With several processes only process 0 writes."""
+    from genjax.train.distributed import is_main_process
+
+    if not is_main_process():
+        return
     ensure_workdir(workdir)
     path = os.path.join(workdir, "config.json")
     if change:

@@ -50,7 +50,7 @@ from genjax.train.config import ConfigError
 from genjax.train.loop import NonFiniteError
 from genjax.train.results import write_results
 from genjax.train.resume import ensure_workdir
-from genjax.train.distributed import is_main_process
+from genjax.train.distributed import barrier, is_main_process
 from genjax.train.sweep_loop import make_sweep_chunk, train_sweep
 from genjax.train.writers import log
 
@@ -138,9 +138,9 @@ def _check_same_sweep(workdir: str, record: list) -> None:
                               "(and --sweep_chunk) flags to resume it, or pass a new "
                               "--workdir")
         return
-    os.makedirs(workdir, exist_ok=True)
     if not is_main_process():
         return
+    os.makedirs(workdir, exist_ok=True)
     with open(path, "w") as f:
         json.dump(record, f, indent=1)
 
@@ -219,7 +219,8 @@ def run_sweep(config, workdir: str, axes_texts, *, parts: SweepParts, samples: i
     description = sweep_spec.describe(groups)
     log(f"[sweep] {description}")
 
-    ensure_workdir(workdir)         # WorkdirError (one line) for a file or no permission
+    # WorkdirError (one line) for a file or no permission; process 0 creates the folders
+    ensure_workdir(workdir, create=is_main_process())
     folders = [os.path.join(workdir, "programs", sweep_spec.setting_name(k, g.static))
                for k, g in enumerate(groups)]
     programs = []
@@ -227,7 +228,7 @@ def run_sweep(config, workdir: str, axes_texts, *, parts: SweepParts, samples: i
         _check_same_sweep(folder, [{f: _plain(v) for f, v in settings[i].items()}
                                    for i in g.indices])
         programs.append(parts.prepare(g.config, folder))
-
+    barrier("genjax-sweep-prepared")      # process 0 has written settings.json / config
     metric_name, mode = parts.main_metric
     rows = [None] * len(settings)
     failed, runs = [], []
@@ -244,6 +245,7 @@ def run_sweep(config, workdir: str, axes_texts, *, parts: SweepParts, samples: i
             if len(pieces) > 1:
                 _check_same_sweep(run_dir, [{f: _plain(v) for f, v in settings[i].items()}
                                             for i in indices])
+                barrier(f"genjax-sweep-{run_dir}")
                 log(f"[sweep] chunk {j + 1}/{len(pieces)}: settings "
                     f"{', '.join(names[i] for i in indices)}")
             runs.append((k, run_dir, indices))
@@ -281,8 +283,8 @@ def run_sweep(config, workdir: str, axes_texts, *, parts: SweepParts, samples: i
     fields = list(settings[0])
     metric_names = sorted({m for r in rows for m in r["metrics"]},
                           key=lambda m: (m != metric_name, not m.startswith("test/"), m))
-    log(table(ranked, fields, metric_names[:4]))
     if main_process:
+        log(table(ranked, fields, metric_names[:4]))
         with open(os.path.join(workdir, "sweep.json"), "w") as f:
             json.dump(record, f, indent=2)
         _write_csv(os.path.join(workdir, "sweep.csv"), rows, fields, metric_names)

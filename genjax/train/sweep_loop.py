@@ -274,7 +274,7 @@ def train_sweep(states, step_fn: Callable, train_data, *, cfg, seeds, workdir: s
     num_settings = _num_settings(states, seeds)
     steps0 = sharding.to_host(states.step)
     check_finite_data(train_data)
-    ensure_workdir(workdir)
+    ensure_workdir(workdir, create=is_main_process())    # Orbax's primary host writes
     num_examples = len(jax.tree_util.tree_leaves(train_data)[0])
     batch_size = int(cfg.batch_size)
     if not 0 < batch_size <= num_examples:

@@ -30,15 +30,24 @@ def _duration(seconds: float) -> str:
 class MetricWriter:
     """write(step, metrics) appends to metrics.jsonl and TensorBoard; progress(step, ...)
     prints a console line with steps/s and ETA. Opened in append mode, so a resumed run
-    continues the same files."""
+    continues the same files.
+
+    With several processes only process 0 writes (files and console); the others' writer
+    does nothing, since every process holds the same replicated metrics."""
 
     def __init__(self, workdir: str, *, total_steps: int, tensorboard: bool = True,
                  console: bool = True):
-        os.makedirs(workdir, exist_ok=True)
+        from genjax.train.distributed import is_main_process
+
         self.total_steps = total_steps
-        self.console = console
+        self.main = is_main_process()
+        self.console = console and self.main
+        self._jsonl = self._tb = None
+        self._t0, self._s0 = None, None
+        if not self.main:
+            return
+        os.makedirs(workdir, exist_ok=True)
         self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
-        self._tb = None
         if tensorboard:
             from tensorboardX import SummaryWriter
             self._tb = SummaryWriter(logdir=os.path.join(workdir, "tensorboard"))
@@ -48,6 +57,8 @@ class MetricWriter:
         self._t0, self._s0 = time.perf_counter(), step
 
     def write(self, step: int, metrics: dict, prefix: str = "train") -> None:
+        if self._jsonl is None:
+            return
         scalars = {f"{prefix}/{k}": float(v) for k, v in metrics.items()}
         self._jsonl.write(json.dumps({"step": int(step), **scalars}) + "\n")
         self._jsonl.flush()
@@ -72,6 +83,7 @@ class MetricWriter:
             self._tb.add_image(name, image, int(step), dataformats="HWC")
 
     def close(self) -> None:
-        self._jsonl.close()
+        if self._jsonl is not None:
+            self._jsonl.close()
         if self._tb is not None:
             self._tb.close()

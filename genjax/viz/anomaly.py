@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from genjax.viz.grid import writes_files
+
 
 def score_histograms_figure(path: str, normal: dict, anomalous: dict, aurocs: dict) -> None:
     """One panel per score name: the normal scores against every anomaly set's.
@@ -30,5 +32,6 @@ def score_histograms_figure(path: str, normal: dict, anomalous: dict, aurocs: di
         ax.set_xlabel("score (higher = more anomalous)")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    if writes_files():
+        fig.savefig(path, dpi=110)
     plt.close(fig)

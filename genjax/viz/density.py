@@ -8,6 +8,8 @@ from typing import Callable
 
 import numpy as np
 
+from genjax.viz.grid import writes_files
+
 
 def density_grid(log_prob: Callable, extent, *, size: int = 200):
     """Evaluates log_prob(points [M, 2]) -> [M] on a size x size grid over extent
@@ -41,8 +43,9 @@ def save_panels(fig, axes, extent, path: str, title: str = "") -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=80)
+    if writes_files():
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        fig.savefig(path, dpi=80)
     plt.close(fig)
 
 

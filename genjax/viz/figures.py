@@ -11,7 +11,7 @@ from typing import Callable
 import jax
 import numpy as np
 
-from genjax.viz.grid import save_image_grid
+from genjax.viz.grid import save_image_grid, writes_files
 from genjax.viz.interpolate import lerp, slerp
 
 
@@ -77,5 +77,6 @@ def side_by_side_figure(path: str, panels: dict, *, ncol: int = 8,
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    if writes_files():
+        fig.savefig(path, dpi=110)
     plt.close(fig)

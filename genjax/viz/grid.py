@@ -8,6 +8,13 @@ import os
 import numpy as np
 
 
+def writes_files() -> bool:
+    """Whether this process writes figures: with several processes (hosts) only process 0
+    does (`genjax.train.distributed`); the others compute the same figure and drop it."""
+    import jax  # pylint: disable=import-outside-toplevel
+    return jax.process_index() == 0
+
+
 def image_grid(images, *, ncol: int | None = None, pad: int = 2, pad_value: float = 1.0):
     """images: [N, H, W, C] floats in [0, 1] (C = 1 or 3). Returns a uint8 [H', W', 3]
     mosaic with ``ncol`` columns (default: about square) and ``pad`` pixels between tiles."""
@@ -33,6 +40,8 @@ def save_image_grid(path: str, images, *, ncol: int | None = None, scale: int = 
     returns the uint8 grid (unscaled)."""
     from PIL import Image
     grid = image_grid(images, ncol=ncol, pad=pad)
+    if not writes_files():
+        return grid
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     img = Image.fromarray(grid)
     if scale != 1:

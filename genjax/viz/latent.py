@@ -7,7 +7,7 @@ from typing import Callable
 import numpy as np
 from scipy.stats import norm
 
-from genjax.viz.grid import save_image_grid
+from genjax.viz.grid import save_image_grid, writes_files
 
 
 def latent_scatter_figure(path: str, z, labels, *, title: str = "") -> None:
@@ -29,7 +29,8 @@ def latent_scatter_figure(path: str, z, labels, *, title: str = "") -> None:
     ax.set_title(title or "test encodings by label (labels not used in training)")
     ax.legend(markerscale=3, fontsize=8, loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    if writes_files():
+        fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
