@@ -9,10 +9,20 @@ per example, the restarts' spread, iterations), params.npz, and a figure: densit
 2-D data (data, density contours, samples) or means.png and samples.png for images
 (component means sorted by weight, and draws of the generative process). The gradient
 method also writes the training loop's checkpoints/, tensorboard/ and metrics.jsonl.
+
+    python -m experiments.gmm --config=configs/gmm.py:gradient \\
+        --sweep=optim.lr=1e-2,3e-2 --sweep=seed=0,1
+
+sweeps the gradient method (`genjax.train.sweep`): settings that differ in optim.lr /
+weight_decay share one compiled program; the seed does too, except on the 2-D toy
+densities, whose points are drawn with the seed (one program per seed there). Each
+setting writes <setting>/results.json (no params.npz or figure), ranked by
+test/log_likelihood. EM configs cannot be swept.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -26,7 +36,9 @@ from genjax.data import transforms
 from genjax.models import bernoulli_mixture as bm
 from genjax.models import gmm
 from genjax.train import cli, config as cfglib, experiment, init_state, make_optimizer
-from genjax.train import make_train_step, train
+from genjax.train import make_train_step, sweep_spec, train
+from genjax.train.distributed import is_main_process
+from genjax.train.sweep import Program, SweepParts, run_sweep
 from genjax.train.writers import log
 from genjax.viz import density
 
@@ -95,16 +107,27 @@ def initial_params(config, x_train):
     """The fit.restarts starting mixtures (a leading [restarts] axis), i.e. the untrained
     models: ``fit.init`` centres (k-means++ or random training points), every point
     assigned to its nearest centre, one M-step; from the keys split off config.seed
-    that `gmm.fit_em` / `bm.fit_em` use, so EM and the gradient method start here."""
+    that `gmm.fit_em` / `bm.fit_em` use, so EM and the gradient method start here.
+    One compiled program with the seed as an argument: a sweep's settings share it."""
     m, f = config.model, config.fit
-    x = jnp.asarray(x_train)
-    keys = jax.random.split(jax.random.key(config.seed), f.restarts)
-    if m.family == "bernoulli":
-        return jax.vmap(lambda k: bm.init_params(k, x, m.num_components, method=f.init,
-                                                 prior_count=f.prior_count))(keys)
-    return jax.vmap(lambda k: gmm.init_params(k, x, m.num_components, method=f.init,
-                                              covariance_type=m.covariance_type,
-                                              reg_covar=f.reg_covar))(keys)
+    return _initial_params(jnp.asarray(config.seed, jnp.int32), jnp.asarray(x_train),
+                           family=m.family, num_components=m.num_components, init=f.init,
+                           covariance_type=m.covariance_type, reg_covar=f.reg_covar,
+                           prior_count=f.prior_count, restarts=f.restarts)
+
+
+@functools.partial(jax.jit, static_argnames=("family", "num_components", "init",
+                                             "covariance_type", "reg_covar", "prior_count",
+                                             "restarts"))
+def _initial_params(seed, x, *, family, num_components, init, covariance_type, reg_covar,
+                    prior_count, restarts):
+    keys = jax.random.split(jax.random.key(seed), restarts)
+    if family == "bernoulli":
+        return jax.vmap(lambda k: bm.init_params(k, x, num_components, method=init,
+                                                 prior_count=prior_count))(keys)
+    return jax.vmap(lambda k: gmm.init_params(k, x, num_components, method=init,
+                                              covariance_type=covariance_type,
+                                              reg_covar=reg_covar))(keys)
 
 
 def fit_em(config, x_train):
@@ -118,27 +141,66 @@ def fit_em(config, x_train):
                       reg_covar=f.reg_covar)
 
 
+def gradient_setup(config, x_train):
+    """The gradient method's initial TrainState: the unconstrained parameters of the
+    ``fit.restarts`` `initial_params` (from config.seed) with a leading [restarts] axis,
+    and the optimiser's state and hparams (config.optim)."""
+    u = _to_unconstrained(initial_params(config, x_train),
+                          covariance_type=config.model.covariance_type)
+    tx, hparams, _ = make_optimizer(config.optim, config.train.num_steps)
+    return init_state(u, tx, hparams)
+
+
+@functools.partial(jax.jit, static_argnames="covariance_type")
+def _to_unconstrained(params, *, covariance_type):
+    return jax.vmap(lambda p: gmm.to_unconstrained(p, covariance_type=covariance_type))(
+        params)
+
+
+def gradient_step(config):
+    """The gradient method's step(state, batch, key): Adam on the minibatch MLE loss of
+    every restart (`gmm.make_mle_loss`)."""
+    tx, _, schedule = make_optimizer(config.optim, config.train.num_steps)
+    return make_train_step(gmm.make_mle_loss(config.model.covariance_type), tx, schedule)
+
+
+def gradient_results(config, u, x_train):
+    """The trained restarts' record from their unconstrained parameters u [restarts, ...]:
+    (best EMResult-like record by mean training log-likelihood, all restarts). One
+    compiled program with both as arguments: every setting of a sweep reuses it."""
+    return _gradient_results(u, jnp.asarray(x_train),
+                             covariance_type=config.model.covariance_type,
+                             num_steps=config.train.num_steps)
+
+
+@functools.partial(jax.jit, static_argnames=("covariance_type", "num_steps"))
+def _gradient_results(u, x, *, covariance_type, num_steps):
+    ct = covariance_type
+    params = jax.vmap(lambda v: gmm.from_unconstrained(v, covariance_type=ct))(u)
+    ll = jax.vmap(lambda v: jnp.mean(gmm.unconstrained_log_likelihood(
+        x, v, covariance_type=ct)))(u)
+    r = ll.shape[0]
+    results = gmm.EMResult(params, ll, ll, jnp.full((r,), num_steps, jnp.int32),
+                           jnp.ones((r,), bool))
+    return gmm.best_of(results)[0], results
+
+
 def fit_gradient(config, x_train, workdir):
     """Adam on the unconstrained parameters of ``fit.restarts`` mixtures at once, through
     genjax.train (minibatches, checkpoints, resuming), from the same initialisation as EM.
     Returns (best EMResult-like record, all restarts, the loop's summary)."""
-    f, ct = config.fit, config.model.covariance_type
-    x = jnp.asarray(x_train)
-    inits = initial_params(config, x_train)
-    u = jax.vmap(lambda p: gmm.to_unconstrained(p, covariance_type=ct))(inits)
-    tx, hparams, schedule = make_optimizer(config.optim, config.train.num_steps)
-    state = init_state(u, tx, hparams)
-    step = make_train_step(gmm.make_mle_loss(ct), tx, schedule)
-    state, summary = train(state, step, x_train, cfg=config.train, seed=config.seed,
-                           workdir=workdir)
-    params = jax.vmap(lambda v: gmm.from_unconstrained(v, covariance_type=ct))(state.params)
-    ll = jax.vmap(lambda v: jnp.mean(gmm.unconstrained_log_likelihood(
-        x, v, covariance_type=ct)))(state.params)
-    n = jnp.full((f.restarts,), config.train.num_steps, jnp.int32)
-    results = gmm.EMResult(params, ll, ll, n, jnp.ones((f.restarts,), bool))
-    best, _ = gmm.best_of(results)
+    state, summary = train(gradient_setup(config, x_train), gradient_step(config), x_train,
+                           cfg=config.train, seed=config.seed, workdir=workdir)
+    best, results = gradient_results(config, state.params, x_train)
     gmm.check_fit(best, fix="lower --config.optim.lr")
     return best, results, summary
+
+
+@functools.partial(jax.jit, static_argnames=("family", "covariance_type"))
+def _mean_log_likelihood(x, params, *, family, covariance_type):
+    if family == "bernoulli":
+        return jnp.mean(bm.log_likelihood(x, params))
+    return jnp.mean(gmm.log_likelihood(x, params, covariance_type=covariance_type))
 
 
 def _log_prob_fn(config):
@@ -181,6 +243,29 @@ def write_figures(config, workdir, ds, params, x_train):
                         np.clip(samples, 0, 1).reshape((-1,) + shape), scale=scale)
 
 
+def fit_metrics(config, best, results, x_test, *, kind: str) -> dict:
+    """The reported numbers of a fit: the best restart's train and test log-likelihood
+    (nats per example), test/nll, the restarts' spread, iterations, and test/bits_per_dim
+    for dequantised images (``kind``: the dataset's, "points" or "image")."""
+    test_ll = float(_mean_log_likelihood(jnp.asarray(x_test), best.params,
+                                         family=config.model.family,
+                                         covariance_type=config.model.covariance_type))
+    lls = np.asarray(results.log_likelihood)
+    metrics = {
+        "train/log_likelihood": float(best.log_likelihood),
+        "test/log_likelihood": test_ll,
+        "test/nll": -test_ll,
+        "fit/n_iter": int(best.n_iter),
+        "fit/converged": float(best.converged),
+        "fit/restart_log_likelihood_min": float(np.nanmin(lls)),
+        "fit/restart_log_likelihood_max": float(np.nanmax(lls)),
+    }
+    if kind == "image" and config.data.preprocess == "dequantize":
+        d = x_test.shape[1]
+        metrics["test/bits_per_dim"] = -(test_ll - d * math.log(256)) / (d * math.log(2))
+    return metrics
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
     validate(config)
     ds = experiment.prepare(config, workdir, kinds=("points", "image"))
@@ -198,30 +283,71 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                  "/ --config.model.num_components)") from None
     fit_s = time.perf_counter() - t
     params = best.params
-    test_ll = float(jnp.mean(_log_prob_fn(config)(jnp.asarray(x_test), params)))
-    lls = np.asarray(results.log_likelihood)
-    metrics = {
-        "train/log_likelihood": float(best.log_likelihood),
-        "test/log_likelihood": test_ll,
-        "test/nll": -test_ll,
-        "fit/n_iter": int(best.n_iter),
-        "fit/converged": float(best.converged),
-        "fit/restart_log_likelihood_min": float(np.nanmin(lls)),
-        "fit/restart_log_likelihood_max": float(np.nanmax(lls)),
-        "fit/seconds": fit_s,
-    }
-    if ds.kind == "image" and config.data.preprocess == "dequantize":
-        d = x_test.shape[1]
-        metrics["test/bits_per_dim"] = -(test_ll - d * math.log(256)) / (d * math.log(2))
+    metrics = fit_metrics(config, best, results, x_test, kind=ds.kind)
+    metrics["fit/seconds"] = fit_s
     log(f"fit {config.model.family} mixture, K={config.model.num_components}, "
         f"{config.fit.method} x{config.fit.restarts} restarts in {fit_s:.1f}s")
-    np.savez(os.path.join(workdir, "params.npz"),
-             **{k: np.asarray(v) for k, v in params._asdict().items()})
+    if is_main_process():
+        np.savez(os.path.join(workdir, "params.npz"),
+                 **{k: np.asarray(v) for k, v in params._asdict().items()})
     write_figures(config, workdir, ds, params, x_train)
     return experiment.finish(workdir, config, metrics, summary=summary)
 
 
+def validate_sweep(config):
+    """`validate`, and the gradient method: EM has no training loop to vmap."""
+    validate(config)
+    cfglib.require(config.fit.method == "gradient", "fit.method", config.fit.method,
+                   "'gradient' (sweeps need the gradient method; EM has no training loop "
+                   "to vmap)")
+
+
+def prepare_sweep_program(config, workdir: str) -> Program:
+    """One compiled program of a sweep of the gradient method (`genjax.train.sweep`): the
+    data, the MLE step of ``config`` and, per setting, `gradient_setup`'s state (its seed's
+    `initial_params`, as in its single run) and `fit_metrics` of its best restart."""
+    ds = experiment.prepare(config, workdir, kinds=("points", "image"))
+    validate_data(config, ds)
+    x_train, x_test = load_arrays(config, ds)
+    x = jnp.asarray(x_train)
+
+    def evaluate(setting_config, u):        # settings differ in dynamic fields only
+        best, results = gradient_results(config, u, x)
+        metrics = fit_metrics(setting_config, best, results, x_test, kind=ds.kind)
+        for k in ("fit/n_iter", "fit/converged"):   # train.num_steps and 1: no news
+            metrics.pop(k)
+        return metrics
+
+    return Program(init=lambda c: gradient_setup(c, x_train),
+                   step_fn=gradient_step(config), train_data=x_train,
+                   evaluate=evaluate)
+
+
+# The seed (initial mixtures, minibatch order) and the optimiser's lr / weight_decay /
+# grad_clip live in TrainState.hparams or the init: one program (validate keeps grad_clip
+# at 0, which leaves the restarts independent). Every other field is static. On the 2-D
+# toy densities the data follow the seed, so run_sweep gives each seed its own program.
+SWEEP = SweepParts(dynamic=sweep_spec.dynamic_fields(), validate=validate_sweep,
+                   prepare=prepare_sweep_program, main_metric=("test/log_likelihood", "max"))
+
+
+def sweep(config, workdir: str, axes, *, samples: int = 0, sweep_seed: int = 0,
+          **options) -> dict:
+    """The ``--sweep`` entry point: `genjax.train.sweep.run_sweep` with the gradient
+    method's parts. A sweep of an EM config is a ConfigError (one line, before anything
+    runs) unless fit.method itself is swept (each setting is then validated). ``options``
+    (e.g. the cli's further sweep flags) go to run_sweep as they are."""
+    swept = {sweep_spec.parse_axis(t).field for t in axes}
+    if config.fit.method != "gradient" and "fit.method" not in swept:
+        raise cfglib.ConfigError(
+            f"sweeps need the gradient method, but --config.fit.method="
+            f"{config.fit.method!r}: add --config.fit.method=gradient (or use "
+            "--config=configs/gmm.py:gradient); EM has no training loop to vmap")
+    return run_sweep(config, workdir, axes, parts=SWEEP, samples=samples,
+                     sweep_seed=sweep_seed, **options)
+
+
 if __name__ == "__main__":
-    cli.run(train_and_evaluate, experiment="gmm",
+    cli.run(train_and_evaluate, sweep=sweep, experiment="gmm",
             config_file=os.path.join(os.path.dirname(__file__), "..", "configs", "gmm.py"),
             description="Mixture-model")

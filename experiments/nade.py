@@ -3,8 +3,14 @@
     python -m experiments.nade --config=configs/nade.py[:PRESET]
         [--workdir=runs/nade/PRESET] [--config.model.hidden='(250,)' ...]
 
+    python -m experiments.nade --config=configs/nade.py:quick \\
+        --sweep=optim.lr=1e-3,3e-3 --sweep=seed=0,1      # 4 settings, one program
+
 Presets: default (NADE), fvbn, made, made_ensemble, rnade, rnade_digits, quick (see
-configs/nade.py).
+configs/nade.py). A sweep (`genjax.train.sweep`) trains the settings that differ in the
+seed and optim.lr / weight_decay / grad_clip in one compiled program (MADE: one per seed,
+its masks follow the seed); every other field gives a program per value. Each setting
+writes <setting>/results.json with the metrics below, ranked by test/log_likelihood.
 
 Writes into the workdir: checkpoints/, tensorboard/, metrics.jsonl, config.json,
 samples.png (exact ancestral samples; images) or density.png (2-D points: data, density,
@@ -15,6 +21,7 @@ of training examples, and the compiled sampler's throughput.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -33,7 +40,8 @@ from genjax.models.made import MADE, ORDERINGS
 from genjax.models.nade import NADE
 from genjax.models.rnade import RNADE, quantile_init
 from genjax.train import cli, config as cfglib, experiment, init_state, make_optimizer
-from genjax.train import make_train_step, train
+from genjax.train import make_train_step, sweep_spec, train
+from genjax.train.sweep import Program, SweepParts, run_sweep
 from genjax.viz import density
 
 MODELS = ("nade", "fvbn", "made", "rnade")
@@ -192,40 +200,61 @@ def _bits_per_dim(config, log_likelihood: float, dim: int):
     return None
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-    """Trains (or resumes) in ``workdir``, evaluates the exact test log-likelihood, writes
-    the figure and results.json; returns the final metrics."""
-    validate(config)
-    kinds = ("image",) if config.model.name in BINARY_MODELS else ("image", "points")
-    ds = experiment.prepare(config, workdir, kinds=kinds)
-    validate_data(config, ds)
-    b = build(config, ds.example_shape, ds.train)
-    mode, e = config.data.preprocess, config.eval
-
-    x_test = experiment.fixed_view(ds.test, mode)
+def make_evaluate(config, ds, b: Built):
+    """evaluate(params, data=None, seed=config.seed) -> {name: mean over examples}: the
+    exact log-likelihoods (`Built.log_prob_fn`) of the test examples (eval.num_examples of
+    them), or of ``data``. One jitted function takes the parameters as an argument, so
+    every evaluation during training, and every setting of a sweep, reuses its program."""
+    e = config.eval
+    x_test = experiment.fixed_view(ds.test, config.data.preprocess)
     if e.num_examples:
         x_test = x_test[:e.num_examples]
 
     def per_example(params, x, key):          # one function: one compiled program
         return b.log_prob_fn(params, x)
 
-    def evaluate(state, data=None):
+    def evaluate(params, data=None, seed=config.seed):
         return geval.evaluate_dataset(per_example, x_test if data is None else data,
-                                      jax.random.key(config.seed + 1), batch_size=e.batch_size,
-                                      params=state.params)
+                                      jax.random.key(seed + 1), batch_size=e.batch_size,
+                                      params=params)
 
-    state, summary = train(b.state, make_train_step(b.loss_fn, b.tx, b.lr_schedule),
-                           ds.train, cfg=config.train, seed=config.seed, workdir=workdir,
-                           eval_fn=evaluate)
-    dim = math.prod(ds.example_shape)
-    metrics = {f"test/{k}": v for k, v in evaluate(state).items()}
+    return evaluate
+
+
+def final_metrics(config, ds, evaluate, params, seed) -> dict:
+    """The reported numbers of trained ``params``: test/log_likelihood (nats per example),
+    test/nll, test/bits_per_dim (binary or dequantised images) and, with
+    eval.train_examples, train/log_likelihood on a fixed binarisation (seed 1) of that many
+    training examples."""
+    metrics = {f"test/{k}": v for k, v in evaluate(params, seed=seed).items()}
     metrics["test/nll"] = -metrics["test/log_likelihood"]
-    bpd = _bits_per_dim(config, metrics["test/log_likelihood"], dim)
+    bpd = _bits_per_dim(config, metrics["test/log_likelihood"], math.prod(ds.example_shape))
     if bpd is not None:
         metrics["test/bits_per_dim"] = bpd
-    if e.train_examples:
-        x_train = experiment.fixed_view(ds.train[:e.train_examples], mode, seed=1)
-        metrics.update({f"train/{k}": v for k, v in evaluate(state, x_train).items()})
+    if config.eval.train_examples:
+        x_train = experiment.fixed_view(ds.train[:config.eval.train_examples],
+                                        config.data.preprocess, seed=1)
+        metrics.update({f"train/{k}": v
+                        for k, v in evaluate(params, x_train, seed=seed).items()})
+    return metrics
+
+
+def _kinds(config):
+    return ("image",) if config.model.name in BINARY_MODELS else ("image", "points")
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+    """Trains (or resumes) in ``workdir``, evaluates the exact test log-likelihood, writes
+    the figure and results.json; returns the final metrics."""
+    validate(config)
+    ds = experiment.prepare(config, workdir, kinds=_kinds(config))
+    validate_data(config, ds)
+    b = build(config, ds.example_shape, ds.train)
+    evaluate = make_evaluate(config, ds, b)
+    state, summary = train(b.state, make_train_step(b.loss_fn, b.tx, b.lr_schedule),
+                           ds.train, cfg=config.train, seed=config.seed, workdir=workdir,
+                           eval_fn=lambda state: evaluate(state.params))
+    metrics = final_metrics(config, ds, evaluate, state.params, config.seed)
     metrics.update(report(config, workdir, ds, b, state.params))
     return experiment.finish(workdir, config, metrics, summary=summary)
 
@@ -255,7 +284,52 @@ def report(config, workdir, ds, b: Built, params) -> dict:
     return {"sampling/samples_per_s": rate}
 
 
+def prepare_sweep_program(config, workdir: str) -> Program:
+    """One compiled program of a sweep (`genjax.train.sweep`): the data, the step of
+    ``config`` and, per setting, `build`'s state (its seed's weights and, with
+    model.init_bias_from_data, the output biases from this program's training data, as in
+    its single run) and `final_metrics` through one compiled evaluation."""
+    ds = experiment.prepare(config, workdir, kinds=_kinds(config))
+    validate_data(config, ds)
+    b = build(config, ds.example_shape, ds.train)
+    evaluate = make_evaluate(config, ds, b)     # settings differ in dynamic fields only
+
+    return Program(init=lambda c: build(c, ds.example_shape, ds.train).state,
+                   step_fn=make_train_step(b.loss_fn, b.tx, b.lr_schedule),
+                   train_data=ds.train,
+                   evaluate=lambda c, params: final_metrics(c, ds, evaluate, params,
+                                                            c.seed))
+
+
+# The seed (weights, data order, step keys) and the optimiser's lr / weight_decay /
+# grad_clip live in TrainState.hparams or the init: a sweep over them is one program. The
+# models have no hyper-parameter of their own in hparams, so every other field is static.
+SWEEP = SweepParts(dynamic=sweep_spec.dynamic_fields(), validate=validate,
+                   prepare=prepare_sweep_program,
+                   main_metric=("test/log_likelihood", "max"))
+
+
+def _masks_follow_seed(config, axes) -> bool:
+    """MADE draws its connectivity masks from the seed (`made_masks`); they are fixed
+    arrays of the program, not trained parameters, so a seed sweep of MADE needs one
+    program per seed to equal its single runs."""
+    swept = {sweep_spec.parse_axis(t).field for t in axes}
+    return config.model.name == "made" or "model.name" in swept
+
+
+def sweep(config, workdir: str, axes, *, samples: int = 0, sweep_seed: int = 0,
+          **options) -> dict:
+    """The ``--sweep`` entry point: `genjax.train.sweep.run_sweep` with the autoregressive
+    models' parts (MADE: one program per seed, `_masks_follow_seed`). ``options`` (e.g.
+    the cli's further sweep flags) go to run_sweep as they are."""
+    parts = SWEEP
+    if _masks_follow_seed(config, axes):
+        parts = dataclasses.replace(SWEEP, dynamic=SWEEP.dynamic - {"seed"})
+    return run_sweep(config, workdir, axes, parts=parts, samples=samples,
+                     sweep_seed=sweep_seed, **options)
+
+
 if __name__ == "__main__":
-    cli.run(train_and_evaluate, experiment="nade",
+    cli.run(train_and_evaluate, sweep=sweep, experiment="nade",
             config_file=os.path.join(os.path.dirname(__file__), "..", "configs", "nade.py"),
             description="Autoregressive-model")
