@@ -2,6 +2,7 @@
 
     python -m experiments.ddpm --config=configs/ddpm.py[:quick|gpu|cifar10]
         [--workdir=runs/ddpm/PRESET] [--config.diffusion.prediction=v ...]
+        [--sweep=optim.lr=3e-4,1e-3 --sweep=ema.decay=0.99,0.999 ...]  (genjax.train.sweep)
 
 Trains a U-Net denoiser on the simplified noise objective with the shared loop (EMA of
 the parameters in the train state), then, with the EMA parameters: the test-set
@@ -20,17 +21,20 @@ import os
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from genjax import diffusion, losses, viz
 from genjax.data import require_image_sides, transforms
 from genjax.diffusion import forward, reverse, samplers
-from genjax.eval import map_dataset, sample_quality
+from genjax.eval import map_dataset, map_dataset_stacked, sample_quality
 from genjax.nn.unet import UNet
 from genjax.train import cli, config as cfglib, experiment, init_state, make_optimizer
-from genjax.train import make_train_step, train
+from genjax.train import make_train_step, sweep_spec, train
 from genjax.train.ema import ema_params, ema_step, with_ema
+from genjax.train.state import TrainState
+from genjax.train.sweep import Program, SweepParts, run_sweep
 from genjax.train.writers import log
 
 PREPROCESS = ("symmetric", "dequantize")
@@ -88,6 +92,13 @@ def validate_data(config, ds):
     cfglib.validate_fd(config, ds, ("eval.fd_samples", "eval.ancestral_fd_samples"))
 
 
+def _check_unet_sides(config, ds):
+    levels = len(config.model.channel_mults)
+    require_image_sides(ds, 2 ** (levels - 1), f"the U-Net with {levels} levels",
+                        "resize or pad the images, or set --config.model.channel_mults "
+                        "to fewer levels")
+
+
 def build(config, example_shape):
     """(graphdef, state with EMA, step, schedule). The loss runs on uint8 batches."""
     m, d = config.model, config.diffusion
@@ -114,10 +125,13 @@ def build(config, example_shape):
 
 
 def make_evaluate(config, ds, graphdef, schedule):
-    """(evaluate, x_test): evaluate(params) -> the test-set variational bound of results.json
-    (without the "test/" prefix: bound_bpd and its prior, kl_steps and decoder terms, in
-    bits/dim) of any U-Net parameters of `build`, the untrained ones included, on x_test,
-    the first eval.bound_examples test images (uint8)."""
+    """(evaluate, x_test): evaluate(params, seed=config.seed) -> the test-set variational
+    bound of results.json (without the "test/" prefix: bound_bpd and its prior, kl_steps
+    and decoder terms, in bits/dim) of any U-Net parameters of `build`, the untrained ones
+    included, on x_test, the first eval.bound_examples test images (uint8). The bound's
+    keys follow ``seed``; one compiled program serves every call.
+    evaluate.stacked(params [S, ...], seeds [S]) -> S such dicts, vmapped over the
+    settings of a sweep (each as evaluate(params[s], seeds[s]) up to float rounding)."""
     d, e = config.diffusion, config.eval
     x_test = np.asarray(ds.test[:e.bound_examples or None])
     dims = int(np.prod(ds.example_shape))
@@ -129,21 +143,26 @@ def make_evaluate(config, ds, graphdef, schedule):
                                   variance=d.variance, num_t=e.bound_t)
         return {k: losses.ddpm.bits_per_dim(v, dims) for k, v in t.items()}
 
-    def evaluate(params):
-        out = map_dataset(bound, x_test, jax.random.key(config.seed + 1),
+    def evaluate(params, seed=config.seed):
+        out = map_dataset(bound, x_test, jax.random.key(seed + 1),
                           batch_size=e.batch_size, params=params)
         return {f"{k}_bpd": float(v.mean()) for k, v in out.items()}
 
+    def stacked(params, seeds):         # S settings at once: params [S, ...], S seeds
+        keys = jnp.stack([jax.random.key(int(s) + 1) for s in seeds])
+        out = map_dataset_stacked(bound, x_test, keys, batch_size=e.batch_size,
+                                  params=params)
+        return [{f"{k}_bpd": float(v[i].mean()) for k, v in out.items()}
+                for i in range(len(seeds))]
+
+    evaluate.stacked = stacked
     return evaluate, x_test
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
     validate(config)
     ds = experiment.prepare(config, workdir)
-    levels = len(config.model.channel_mults)
-    require_image_sides(ds, 2 ** (levels - 1), f"the U-Net with {levels} levels",
-                        "resize or pad the images, or set --config.model.channel_mults "
-                        "to fewer levels")
+    _check_unet_sides(config, ds)
     validate_data(config, ds)
     graphdef, state, step, schedule = build(config, ds.example_shape)
     evaluate_params, x_test = make_evaluate(config, ds, graphdef, schedule)
@@ -226,7 +245,64 @@ def report(config, workdir, ds, graphdef, params, schedule) -> dict:
     return out
 
 
+def _average_in_params(state: TrainState) -> TrainState:
+    """`build`'s state with the EMA moved from opt_state into params: {"params", "ema"}
+    (a sweep evaluates its settings' params, and the DDPM is evaluated on the average)."""
+    inner, ema = state.opt_state
+    return state._replace(params={"params": state.params, "ema": ema}, opt_state=inner)
+
+
+def _step_with_average_in_params(step):
+    """`build`'s step for states of `_average_in_params`: the same computation."""
+
+    def wrapped(state: TrainState, batch, key):
+        p = state.params
+        new, metrics = step(state._replace(params=p["params"],
+                                           opt_state=(state.opt_state, p["ema"])), batch, key)
+        return _average_in_params(new), metrics
+
+    return wrapped
+
+
+def prepare_sweep_program(config, workdir: str) -> Program:
+    """One compiled program of a sweep (`genjax.train.sweep`): the data, the step of
+    ``config`` and, per setting, `build`'s state and `make_evaluate`'s test bound of its
+    EMA parameters (the settings evaluated together, vmapped)."""
+    ds = experiment.prepare(config, workdir)
+    _check_unet_sides(config, ds)
+    validate_data(config, ds)
+    graphdef, _, step, schedule = build(config, ds.example_shape)
+    ev, _ = make_evaluate(config, ds, graphdef, schedule)
+
+    def evaluate(setting_config, params):
+        return {f"test/{k}": v for k, v in ev(params["ema"], seed=setting_config.seed).items()}
+
+    def evaluate_stacked(setting_configs, params):
+        return [{f"test/{k}": v for k, v in m.items()}
+                for m in ev.stacked(params["ema"], [c.seed for c in setting_configs])]
+
+    return Program(init=lambda c: _average_in_params(build(c, ds.example_shape)[1]),
+                   step_fn=_step_with_average_in_params(step), train_data=ds.train,
+                   evaluate=evaluate, evaluate_stacked=evaluate_stacked)
+
+
+# The seed, the optimiser's lr, weight_decay and grad_clip and ema.decay live in
+# TrainState.hparams (or drive the init and keys): a sweep over them is one program; any
+# other field (the U-Net, the diffusion, the schedule's warmup) is static.
+SWEEP = SweepParts(dynamic=sweep_spec.dynamic_fields("ema.decay"),
+                   validate=validate, prepare=prepare_sweep_program,
+                   main_metric=("test/bound_bpd", "min"))
+
+
+def sweep(config, workdir: str, axes, *, samples: int = 0, sweep_seed: int = 0,
+          chunk: int = 0) -> dict:
+    """The ``--sweep`` entry point: `genjax.train.sweep.run_sweep` with the DDPM's parts;
+    settings are ranked by the test bound in bits/dim of their EMA parameters."""
+    return run_sweep(config, workdir, axes, parts=SWEEP, samples=samples,
+                     sweep_seed=sweep_seed, chunk=chunk)
+
+
 if __name__ == "__main__":
-    cli.run(train_and_evaluate, experiment="ddpm",
+    cli.run(train_and_evaluate, sweep=sweep, experiment="ddpm",
             config_file=os.path.join(os.path.dirname(__file__), "..", "configs", "ddpm.py"),
             description="DDPM")

@@ -1,0 +1,220 @@
+"""Sweeps of the GAN and the DDPM end to end (genjax.train.sweep with the parts of
+experiments.gan and experiments.ddpm): each GAN setting gives its single run, a sweep
+writes per-setting results and the sweep tables, a GAN sweep that mixes settings with and
+without an EMA of the generator splits into programs, and the cli runs the issue's sweep."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from configs import ddpm as ddpm_config
+from configs import gan as gan_config
+from experiments import ddpm as ddpm_experiment
+from experiments import gan as gan_experiment
+from genjax.train import sweep_spec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The 8-Gaussians GAN with 2 x 32 MLPs for 200 steps (why no more: see
+# test_each_gan_setting_equals_its_single_run).
+GAN_TINY = {"model.g_hidden": (32, 32), "model.d_hidden": (32, 32), "optim_d.lr": 3e-3,
+            "train.num_steps": 200, "train.steps_per_dispatch": 100,
+            "train.checkpoint_every": 200, "train.batch_size": 64, "train.eval_every": 0,
+            "eval.toy_samples": 10_000, "plots.toy_points": 200, "plots.interp_pairs": 2}
+GAN_GRID = ["optim.lr=1e-3,3e-3"]
+TOY_METRICS = ("test/high_quality_fraction", "test/mode_kl", "test/modes_covered")
+TRAIN_METRICS = ("train/d_loss", "train/g_loss", "train/stats/d_real", "train/stats/d_fake")
+
+# The DDPM at its smallest: a one-level, 4-channel U-Net without attention, 6 steps.
+DDPM_TINY = {"model.channels": 4, "model.channel_mults": (1,),
+             "model.attention_resolutions": (), "model.groups": 2,
+             "train.num_steps": 6, "train.steps_per_dispatch": 3,
+             "train.checkpoint_every": 6, "train.batch_size": 8, "eval.bound_examples": 8,
+             "eval.bound_t": 3, "eval.batch_size": 8, "plots.num_samples": 4,
+             "plots.trajectory_images": 2, "plots.trajectory_frames": 3}
+DDPM_METRICS = ("test/bound_bpd", "test/decoder_bpd", "test/kl_steps_bpd")
+
+
+def gan_tiny():
+    return sweep_spec.apply(gan_config.get_config("eight_gaussians"), GAN_TINY)
+
+
+def ddpm_tiny():
+    return sweep_spec.apply(ddpm_config.get_config("quick"), DDPM_TINY)
+
+
+def _last_train_row(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return [r for r in rows if "train/d_loss" in r or "train/loss" in r][-1]
+
+
+def _check_outputs(workdir, record, field, metric):
+    """Per-setting results.json, sweep.json and sweep.csv agree with the returned record."""
+    names = [r["name"] for r in record["settings"]]
+    for r in record["settings"]:
+        with open(os.path.join(workdir, r["name"], "results.json")) as f:
+            res = json.load(f)
+        section, key = field.split(".")
+        assert res["config"][section][key] == r["setting"][field]
+        assert res["metrics"][metric] == pytest.approx(r["metrics"][metric])
+        assert res["diverged"] is None and np.isfinite(r["metrics"][metric])
+    with open(os.path.join(workdir, "sweep.json")) as f:
+        stored = json.load(f)
+    assert stored["settings"] == json.loads(json.dumps(record["settings"]))
+    assert stored["main_metric"]["name"] == metric
+    with open(os.path.join(workdir, "sweep.csv")) as f:
+        table = list(csv.DictReader(f))
+    assert [t["name"] for t in table] == names
+    assert [float(t[field]) for t in table] == [r["setting"][field]
+                                                for r in record["settings"]]
+
+
+@pytest.fixture(scope="module")
+def gan_sweep(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("gan_sweep"))
+    return workdir, gan_experiment.sweep(gan_tiny(), workdir, GAN_GRID)
+
+
+def test_each_gan_setting_equals_its_single_run(gan_sweep, tmp_path):
+    _, record = gan_sweep
+    rows = record["settings"]
+    assert [r["setting"] for r in rows] == [{"optim.lr": 1e-3}, {"optim.lr": 3e-3}]
+    assert record["description"].startswith("2 settings in 1 compiled program")
+    for r in rows:
+        assert r["diverged"] is None
+        workdir = str(tmp_path / r["name"])
+        single = gan_experiment.train_and_evaluate(
+            sweep_spec.apply(gan_tiny(), r["setting"]), workdir)
+        # Same init, data order, step and evaluation keys; only float32 rounding may
+        # differ (the vmapped matmuls can reassociate): measured on CPU, the dispatches'
+        # mean losses agree to 1e-7 relative and the mode metrics exactly. Why 200
+        # steps: the GAN's gradients jump at the (leaky) ReLU kinks, so once rounding
+        # puts a pre-activation on the other side of 0 the two runs take measurably
+        # different steps and the adversarial game amplifies the gap; with these
+        # learning rates that happened between steps 250 and 275 (1e-4 relative by step
+        # 300, 1e-2 on grad_norm/g), and by step 600 the settings' mode metrics were
+        # ~20% off their single runs. Before that, rtol 1e-5 on the losses leaves room
+        # for other backends; the mode metrics count samples within 0.06 of a mode, so
+        # rounding can at most move a sample lying on that circle: 2 of the 10,000
+        # samples (2e-4) for the fraction, 0.1 nats for the mode KL (one of the ~25
+        # high-quality samples moved changes it by up to ~0.1), below the differences
+        # between the settings checked below.
+        np.testing.assert_allclose(r["metrics"]["test/high_quality_fraction"],
+                                   single["test/high_quality_fraction"], atol=2e-4)
+        np.testing.assert_allclose(r["metrics"]["test/mode_kl"], single["test/mode_kl"],
+                                   atol=0.1)
+        assert r["metrics"]["test/modes_covered"] == single["test/modes_covered"]
+        last = _last_train_row(workdir)
+        for k in TRAIN_METRICS:
+            np.testing.assert_allclose(r["metrics"][k], last[k], rtol=1e-5, err_msg=k)
+    # The settings differ from one another by far more, so the comparisons have teeth.
+    a, b = (r["metrics"] for r in rows)
+    assert abs(a["test/mode_kl"] - b["test/mode_kl"]) > 0.2          # 0.67 and 0.29
+    assert abs(a["train/d_loss"] / b["train/d_loss"] - 1) > 1e-2
+
+
+def test_a_gan_sweep_writes_per_setting_results_and_the_sweep_tables(gan_sweep):
+    workdir, record = gan_sweep
+    _check_outputs(workdir, record, "optim.lr", "test/high_quality_fraction")
+    best = max(record["settings"], key=lambda r: r["metrics"]["test/high_quality_fraction"])
+    assert record["best"] == best["name"]
+    # the per-mode shares stay out of a sweep's metrics (they would fill the table)
+    assert not any(k.startswith("test/mode_share") for k in best["metrics"])
+    assert set(TOY_METRICS) <= set(best["metrics"])
+
+
+def _parts_of(monkeypatch, config, axes, samples=0):
+    """The SweepParts gan.sweep hands to run_sweep (nothing is trained)."""
+    seen = {}
+    monkeypatch.setattr(gan_experiment, "run_sweep",
+                        lambda config, workdir, axes, *, parts, **kw: seen.setdefault(
+                            "parts", parts))
+    gan_experiment.sweep(config, "/nonexistent", axes, samples=samples)
+    return seen["parts"]
+
+
+def test_gan_ema_decay_is_dynamic_unless_a_sweep_mixes_an_average_and_none(monkeypatch):
+    toy = gan_tiny()                                           # ema_decay 0 (no average)
+    parts = _parts_of(monkeypatch, toy, ["model.ema_decay=0.9,0.99"])
+    assert "model.ema_decay" in parts.dynamic
+    assert parts.main_metric == ("test/ema_high_quality_fraction", "max")
+    parts = _parts_of(monkeypatch, toy, ["model.ema_decay=0,0.99"])
+    assert "model.ema_decay" not in parts.dynamic                  # "g_ema" or not: static
+    assert parts.main_metric == ("test/high_quality_fraction", "max")
+    parts = _parts_of(monkeypatch, toy, ["optim.lr=loguniform(1e-5,1e-3)"], samples=3)
+    assert parts.main_metric == ("test/high_quality_fraction", "max")
+    assert {"seed", "optim.lr", "optim_d.lr", "optim.weight_decay", "optim_d.grad_clip",
+            "loss.gp_weight", "model.ema_decay"} <= parts.dynamic
+    images = gan_config.get_config("quick")                    # DCGAN with an EMA of G
+    parts = _parts_of(monkeypatch, images, ["optim.lr=1e-4,2e-4"])
+    assert parts.main_metric == ("test/ema_frechet_distance", "min")
+    images.eval.use_ema = False
+    assert _parts_of(monkeypatch, images, ["optim.lr=1e-4,2e-4"]).main_metric == (
+        "test/frechet_distance", "min")
+
+
+@pytest.mark.slow
+def test_a_gan_sweep_with_ema_mixed_trains_one_program_per_kind(tmp_path):
+    config = sweep_spec.apply(gan_tiny(), {"train.num_steps": 20, "train.steps_per_dispatch":
+                                           10, "train.checkpoint_every": 20,
+                                           "eval.toy_samples": 1000})
+    record = gan_experiment.sweep(config, str(tmp_path), ["model.ema_decay=0,0.9"])
+    assert len(record["programs"]) == 2
+    plain, averaged = record["settings"]
+    assert "test/ema_high_quality_fraction" in averaged["metrics"]
+    assert np.isnan(plain["metrics"]["test/ema_high_quality_fraction"])   # no average
+
+
+def test_a_ddpm_sweep_writes_results_ranked_by_the_test_bound(tmp_path):
+    workdir = str(tmp_path)
+    record = ddpm_experiment.sweep(ddpm_tiny(), workdir, ["optim.lr=1e-3,3e-3"])
+    assert record["description"].startswith("2 settings in 1 compiled program")
+    _check_outputs(workdir, record, "optim.lr", "test/bound_bpd")
+    rows = record["settings"]
+    assert record["main_metric"] == {"name": "test/bound_bpd", "mode": "min"}
+    assert record["best"] == min(rows, key=lambda r: r["metrics"]["test/bound_bpd"])["name"]
+    for r in rows:
+        assert set(DDPM_METRICS) <= set(r["metrics"])
+        assert np.isfinite(r["metrics"]["test/bound_bpd"]) and r["metrics"][
+            "test/bound_bpd"] > 0
+    assert rows[0]["metrics"]["train/loss"] != rows[1]["metrics"]["train/loss"]
+
+
+@pytest.mark.slow
+def test_each_ddpm_setting_equals_its_single_run(tmp_path):
+    # Measured on CPU: the EMA parameters' bound agrees to 5e-8 relative; rtol 1e-5.
+    record = ddpm_experiment.sweep(ddpm_tiny(), str(tmp_path / "sweep"),
+                                   ["optim.lr=1e-3,3e-3"])
+    for r in record["settings"]:
+        single = ddpm_experiment.train_and_evaluate(
+            sweep_spec.apply(ddpm_tiny(), r["setting"]), str(tmp_path / r["name"]))
+        for k in DDPM_METRICS:
+            np.testing.assert_allclose(r["metrics"][k], single[k], rtol=1e-5, err_msg=k)
+    a, b = (r["metrics"]["test/bound_bpd"] for r in record["settings"])
+    assert abs(a - b) > 1e-2
+
+
+@pytest.mark.slow
+def test_the_cli_runs_the_issues_gan_sweep(tmp_path):
+    # the issue's command, shortened as its README line suggests for a check
+    short = dict(GAN_TINY, **{"train.num_steps": 200, "train.steps_per_dispatch": 100,
+                              "train.checkpoint_every": 200})
+    flags = [f"--config.{k}={v}".replace(" ", "") for k, v in short.items()]
+    p = subprocess.run(
+        [sys.executable, "-m", "experiments.gan", "--config=configs/gan.py:eight_gaussians",
+         *flags, f"--workdir={tmp_path}", "--sweep=optim.lr=loguniform(1e-5,1e-3)",
+         "--sweep_samples=3"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "3 settings in 1 compiled program (optim.lr varies inside it)" in p.stdout
+    with open(tmp_path / "sweep.json") as f:
+        record = json.load(f)
+    assert record["main_metric"]["name"] == "test/high_quality_fraction"
+    for r in record["settings"]:
+        assert os.path.exists(tmp_path / r["name"] / "results.json")
+    assert os.path.exists(tmp_path / "sweep.csv")
