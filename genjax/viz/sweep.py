@@ -42,8 +42,9 @@ def _heat_map(ax, rows: list, pair: list, metric: str) -> None:
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
             bad = not np.isfinite(grid[i, j])
+            light = bad or im.norm(grid[i, j]) > 0.6        # viridis is yellow at the top
             ax.text(j, i, "diverged" if bad else format(grid[i, j], ".4g"), ha="center",
-                    va="center", fontsize=6, color="k" if bad else "w")
+                    va="center", fontsize=6, color="k" if light else "w")
     ax.set_yticks(range(len(values[0])), [_label(v) for v in values[0]], fontsize=7)
     ax.set_xticks(range(len(values[1])), [_label(v) for v in values[1]], fontsize=7,
                   rotation=30)
