@@ -113,9 +113,9 @@ def make_torch_vae(layers):
             self.enc1, self.enc2 = nn.Linear(d_in, h_enc), nn.Linear(h_enc, two_z)
             self.dec1, self.dec2 = nn.Linear(z_dim, h_dec), nn.Linear(h_dec, d_out)
 
-        def loss(self, x, eps=None):
+        def loss(self, x, eps=None, beta=1.0):
             """x: [B, D] in {0, 1}; eps: [B, Z] standard normal (drawn when None).
-            mean_B[BCE summed over pixels + KL(q || N(0, I))], nats."""
+            mean_B[BCE summed over pixels + beta * KL(q || N(0, I))], nats."""
             mean, log_var = self.enc2(F.relu(self.enc1(x))).chunk(2, dim=-1)   # [B, Z]
             if eps is None:
                 eps = torch.randn_like(mean)
@@ -123,7 +123,7 @@ def make_torch_vae(layers):
             logits = self.dec2(F.relu(self.dec1(z)))                           # [B, D]
             rec = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
             kl = 0.5 * (torch.exp(log_var) + mean ** 2 - 1.0 - log_var).sum(-1)
-            return (rec + kl).mean()
+            return (rec + beta * kl).mean()
 
     return TorchVAE()
 
@@ -169,6 +169,7 @@ def torch_runner(config, train_u8: np.ndarray, steps: int, layers, *,
     model = make_torch_vae(layers).to(device)
     opt = torch_adam(model, config.optim, fused=fused_adam)
     batch, n = int(config.train.batch_size), len(train_u8)
+    beta = float(config.loss.beta)
     holder = {"perm": torch.randperm(n, device=device), "pos": 0}
 
     def run():
@@ -178,7 +179,7 @@ def torch_runner(config, train_u8: np.ndarray, steps: int, layers, *,
             idx = holder["perm"][holder["pos"]:holder["pos"] + batch]
             holder["pos"] += batch
             x = torch.bernoulli(data[idx].float().div_(255.0))
-            loss = model.loss(x)
+            loss = model.loss(x, beta=beta)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -225,7 +226,7 @@ def peer_check(config=None, train_u8: np.ndarray | None = None, *, seed: int = 0
 
     x_t, eps_t = torch.from_numpy(np.array(x)), torch.from_numpy(np.array(eps))
     opt = torch_adam(model, config.optim)
-    loss_t = model.loss(x_t, eps_t)
+    loss_t = model.loss(x_t, eps_t, beta=float(config.loss.beta))
     opt.zero_grad()
     loss_t.backward()
     mods = [model.enc1, model.enc2, model.dec1, model.dec2]
@@ -240,12 +241,21 @@ def peer_check(config=None, train_u8: np.ndarray | None = None, *, seed: int = 0
                 worst = max(worst, float(np.max(np.abs(a - c)) / (np.max(np.abs(a)) + 1e-30)))
         return worst
 
+    # Adam's first step moves a parameter by about lr * sign(g): where |g| is at float32
+    # rounding level the two sides' signs may differ (a move of up to 2 lr), so also count
+    # the parameters whose step differs by more than 1% of lr: a wrong lr or gradient on
+    # one side shows in nearly all of them.
+    lr = float(config.optim.lr)
+    moved = [np.abs(a - c) > 0.01 * lr for ta, tb in zip(_linear_params(new_params), new_t)
+             for a, c in zip(ta, tb, strict=True)]
     return {
         "loss_genjax": float(loss_j),
         "loss_torch": float(loss_t.detach()),
         "loss_abs_diff": abs(float(loss_j) - float(loss_t.detach())),
         "grad_max_rel_diff": max_rel(_linear_params(grads), grads_t),
         "params_after_adam_step_max_rel_diff": max_rel(_linear_params(new_params), new_t),
+        "params_after_adam_step_frac_differing":
+            float(sum(m.sum() for m in moved) / sum(m.size for m in moved)),
     }
 
 
