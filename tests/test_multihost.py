@@ -119,6 +119,7 @@ def test_a_run_split_over_two_processes_equals_one_process(tmp_path):
     assert "final:" in out0 and "final:" not in out1 and "[train]" not in out1
 
 
+@pytest.mark.slow
 def test_an_unreachable_coordinator_is_a_one_line_error(tmp_path):
     """~10 s: the wait is --config.train.init_timeout_s=5."""
     port = free_port()                         # closed again: nobody listens there

@@ -63,6 +63,7 @@ def test_quick_cli_sweep_vs_sequential(tmp_path):
     assert m["last_block_loss_sweep"][0] != pytest.approx(m["last_block_loss_sweep"][1])
 
 
+@pytest.mark.slow
 def test_quick_cli_gpu_mode_runs_on_cpu(tmp_path):
     out = tmp_path / "sweep_gpu.json"
     stdout, r = run_quick("benchmarks.sweep_throughput", out, "--gpu", timeout=300)

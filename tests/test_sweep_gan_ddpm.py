@@ -150,6 +150,7 @@ def test_a_gan_sweep_with_ema_mixed_trains_one_program_per_kind(tmp_path):
     assert np.isnan(plain["metrics"]["test/ema_high_quality_fraction"])   # no average
 
 
+@pytest.mark.slow
 def test_a_ddpm_sweep_writes_results_ranked_by_the_test_bound(tmp_path):
     workdir = str(tmp_path)
     record = ddpm_experiment.sweep(ddpm_tiny(), workdir, ["optim.lr=1e-3,3e-3"])

@@ -105,6 +105,7 @@ def eight(tmp_path_factory):
     return results, params, p.stdout
 
 
+@pytest.mark.slow
 def test_the_settings_axis_is_split_over_the_devices_and_batches_when_few(eight):
     from genjax.train.sharding import sweep_mesh_shape
     results, _, stdout = eight
@@ -140,6 +141,7 @@ def one_device(tmp_path_factory):
 
 
 @pytest.mark.parametrize("num", sorted(MESHES))
+@pytest.mark.slow
 def test_eight_devices_give_each_setting_what_one_device_gives(eight, one_device, num):
     """With settings-only splitting (S=8: 8 x 1) each device runs the same per-setting
     program: equal bit for bit on CPU. With the batch split over "data" (S=2: 2 x 4,
@@ -162,6 +164,7 @@ def test_eight_devices_give_each_setting_what_one_device_gives(eight, one_device
             assert theirs[k] == pytest.approx(v, rel=0 if exact else 1e-5, abs=1e-7), k
 
 
+@pytest.mark.slow
 def test_a_sharded_sweep_resumes_from_its_checkpoint_bit_for_bit(eight):
     results, params, stdout = eight
     assert results["stopped_at"] == ["10"]
