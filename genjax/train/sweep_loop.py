@@ -340,7 +340,7 @@ def train_sweep(states, step_fn: Callable, train_data, *, cfg, seeds, workdir: s
         "step": jnp.asarray(np.asarray(steps0)[0], jnp.int32),
         "alive": jnp.ones((num_settings,), jnp.int32),
         "diverged_step": jnp.full((num_settings,), -1, jnp.int32),
-        "diverged_metric": jnp.full((num_settings,), -1, jnp.int32),   # len(names): state
+        "diverged_metric": jnp.full((num_settings,), -1, jnp.int32),   # index into names
         "diverged_value": jnp.zeros((num_settings,), jnp.float32),
     })
     record["state"] = states
@@ -358,7 +358,7 @@ def train_sweep(states, step_fn: Callable, train_data, *, cfg, seeds, workdir: s
     for s in map(int, np.flatnonzero(np.asarray(record["diverged_step"]) >= 0)):
         m = int(record["diverged_metric"][s])
         diverged[s] = {"step": int(record["diverged_step"][s]),
-                       "metric": names[m] if 0 <= m < len(names) else "state",
+                       "metric": names[m],
                        "value": float(record["diverged_value"][s])}
 
     def to_record():
@@ -370,9 +370,8 @@ def train_sweep(states, step_fn: Callable, train_data, *, cfg, seeds, workdir: s
                 "diverged_step": jnp.array([-1 if d is None else d["step"]
                                             for d in diverged], jnp.int32),
                 "diverged_metric": jnp.array(
-                    [-1 if d is None else
-                     (names.index(d["metric"]) if d["metric"] in names else len(names))
-                     for d in diverged], jnp.int32),
+                    [-1 if d is None else names.index(d["metric"]) for d in diverged],
+                    jnp.int32),
                 "diverged_value": jnp.array([0.0 if d is None else d["value"]
                                              for d in diverged], jnp.float32)}
 
@@ -419,9 +418,9 @@ def train_sweep(states, step_fn: Callable, train_data, *, cfg, seeds, workdir: s
             steady_t, steady_steps = steady_t + time.perf_counter() - t, steady_steps + n
             for s in map(int, np.flatnonzero(alive & ~alive_out)):
                 i = int(np.argmin(finite[:, s]))                 # the first non-finite step
-                bad = [k for k in metrics if not np.isfinite(metrics[k][i, s])]
-                name = bad[0] if bad else "state"
-                value = float(metrics[name][i, s]) if bad else float("nan")
+                # finite is judged on the metrics alone: one of them is non-finite here
+                name = next(k for k in metrics if not np.isfinite(metrics[k][i, s]))
+                value = float(metrics[name][i, s])
                 diverged[s] = {"step": step + i, "metric": name, "value": value}
                 writer.diverged(s, step + i, name, value)
                 if is_main_process():
