@@ -10,6 +10,7 @@ interleave the contenders (`interleaved`) and report medians over repeats.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.metadata
 import json
@@ -274,6 +275,26 @@ def write_json(path: str, record: dict) -> str:
         json.dump(_jsonable(record), f, indent=2)
         f.write("\n")
     return path
+
+
+@contextlib.contextmanager
+def xla_defaults():
+    """Within the block, `genjax.xla.jit` programs compile with XLA's default options (and
+    `loop_conv` picks its weight gradients for them): the code before `genjax.xla`, for a
+    "before" arm measured in the same run as the current one."""
+    from genjax import xla
+
+    before = xla._spec
+    xla.configure("none")
+    try:
+        yield
+    finally:
+        xla.configure(before)
+
+
+def before_arm_wanted() -> bool:
+    """A "before" arm differs from the current code only on CPUs."""
+    return jax.default_backend() == "cpu"
 
 
 def compiled_chunk(step: Callable, state, train_u8: np.ndarray, *, batch_size: int,

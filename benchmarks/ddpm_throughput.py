@@ -572,7 +572,16 @@ def run_benchmark(*, preset="default", steps=20, repeats=3, sample_images=8, qui
                                           ddim=False)
     g_ddim, g_ddim_compile = genjax_sampler(config, graphdef, params, train_u8, sample_images,
                                             ddim=True)
+    before = {}
+    if common.before_arm_wanted():
+        with common.xla_defaults():
+            before["before_train"] = genjax_train_runner(config, train_u8, steps)[0]
+            before["before_ddim"] = genjax_sampler(config, graphdef, params, train_u8,
+                                                   sample_images, ddim=True)[0]
+            before["before_ancestral"] = genjax_sampler(config, graphdef, params, train_u8,
+                                                        sample_images, ddim=False)[0]
     contenders = {
+        **before,
         "genjax_train": g_train, "torch_train": t_train,
         "genjax_ddim": g_ddim,
         "torch_ddim": torch_sampler(config, train_u8, sample_images, device,
@@ -589,7 +598,18 @@ def run_benchmark(*, preset="default", steps=20, repeats=3, sample_images=8, qui
         rate[f"{kind}_images_per_s"] = {s: sample_images / med[f"{s}_{kind}"]
                                         for s in ("genjax", "torch")}
     ratios = {k: v["genjax"] / v["torch"] for k, v in rate.items()}
+    extra = {}
+    if before:
+        steady = {"train_steps_per_s": steps / med["before_train"],
+                  "ddim_images_per_s": sample_images / med["before_ddim"],
+                  "ancestral_images_per_s": sample_images / med["before_ancestral"]}
+        extra = {"genjax_xla_defaults": {
+            "what": "genjax compiled with XLA's default options and the weight gradients "
+                    "loop_conv picks for them (the code before genjax.xla)", **steady},
+            "ratios_genjax_over_xla_defaults": {k: rate[k]["genjax"] / v
+                                                for k, v in steady.items()}}
     return {
+        **extra,
         "benchmark": "ddpm_throughput", "quick": quick, "preset": preset,
         "config": {"model": config.model.to_dict(), "batch_size": b,
                    "diffusion_steps": config.diffusion.num_steps,
@@ -617,6 +637,11 @@ def summary_text(r):
         v = r[k]
         lines.append(f"  {unit:<28} genjax {v['genjax']:10.2f}  torch {v['torch']:10.2f}  "
                      f"-> {r['ratios_genjax_over_torch'][k]:.2f}x")
+    if "genjax_xla_defaults" in r:
+        b = r["genjax_xla_defaults"]
+        lines.append("  genjax with XLA's defaults (before): " + ", ".join(
+            f"{b[k]:.2f} ({r['ratios_genjax_over_xla_defaults'][k]:.2f}x now)"
+            for k in ("train_steps_per_s", "ddim_images_per_s", "ancestral_images_per_s")))
     lines.append(f"  target {r['target']['ratio']}x: " + ", ".join(
         f"{k.split('_')[0]} {'met' if m else 'NOT met'}" for k, m in r["target"]["met"].items()))
     pc = r.get("peer_check")

@@ -370,8 +370,12 @@ def run_benchmark(*, steps: int = 50, repeats: int = 7, quick: bool = False,
     torch.set_num_threads(cores)
     peer = peer_check(config, train_u8)
     run_genjax, compile_times = genjax_runner(config, train_u8, steps)
-    contenders = {"genjax": run_genjax,
-                  "torch": torch_runner(config, train_u8, steps, threads=cores)}
+    contenders = {"genjax": run_genjax}
+    if common.before_arm_wanted():
+        with common.xla_defaults():
+            contenders["genjax_xla_defaults"] = genjax_runner(config, train_u8, steps)[0]
+    contenders.update({
+                  "torch": torch_runner(config, train_u8, steps, threads=cores)})
     if cores > 1:
         contenders["torch_1thread"] = torch_runner(config, train_u8, steps, threads=1)
     sizes = (1024,) if quick else (1024, 2048)
@@ -421,6 +425,15 @@ def run_benchmark(*, steps: int = 50, repeats: int = 7, quick: bool = False,
         "targets": {"speedup_vs_torch": TARGETS["speedup_vs_torch"],
                     "speedup_vs_torch_met": bool(ratio >= TARGETS["speedup_vs_torch"])},
     }
+    if "genjax_xla_defaults" in sps:
+        record["genjax_xla_defaults"] = {
+            "what": "the same step compiled with XLA's default options and the weight "
+                    "gradients loop_conv picks for them (the code before genjax.xla)",
+            "steps_per_s": sps["genjax_xla_defaults"],
+            "examples_per_s": sps["genjax_xla_defaults"] * batch,
+            "block_s": common.summarize(times["genjax_xla_defaults"])}
+        record["ratio_genjax_over_xla_defaults"] = sps["genjax"] / sps["genjax_xla_defaults"]
+        record["ratio_xla_defaults_over_torch"] = sps["genjax_xla_defaults"] / sps["torch"]
     if "torch_1thread" in sps:
         record["torch_1thread"] = {
             "steps_per_s": sps["torch_1thread"], "examples_per_s": sps["torch_1thread"] * batch,
@@ -446,6 +459,10 @@ def summary_text(r: dict) -> str:
     ]
     if "torch_1thread" in r:
         lines.append(row("torch (1 thread)", r["torch_1thread"]))
+    if "genjax_xla_defaults" in r:
+        lines.append(row("genjax, XLA defaults", r["genjax_xla_defaults"])
+                     + f"  (before; now {r['ratio_genjax_over_xla_defaults']:.2f}x it, it "
+                     f"{r['ratio_xla_defaults_over_torch']:.2f}x torch)")
     lines.append(f"  genjax / torch = {r['ratio_genjax_over_torch']:.2f}x (target "
                  f"{tg['speedup_vs_torch']}x: "
                  f"{'met' if tg['speedup_vs_torch_met'] else 'NOT met'})"

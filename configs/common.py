@@ -20,7 +20,11 @@ def train(**overrides) -> ml_collections.ConfigDict:
         keep_checkpoints=3, eval_every=0, distributed=False,
         # several processes (genjax.train.distributed): process 0's HOST:PORT, how many
         # processes, this one's id 0..N-1 ("" / 0 / 0: one process), and how long to wait
-        coordinator_address="", num_processes=0, process_id=0, init_timeout_s=60))
+        coordinator_address="", num_processes=0, process_id=0, init_timeout_s=60,
+        # XLA compiler options of the compiled programs (genjax.xla): "auto" (on CPUs,
+        # convolutions to XLA's own kernels instead of YNNPACK), "none" (XLA's defaults)
+        # or "NAME=VALUE;NAME=VALUE"
+        xla_options="auto"))
     c.update(overrides)
     return c
 

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from genjax import diffusion, losses, viz
+from genjax import diffusion, losses, viz, xla
 from genjax.data import require_image_sides, transforms
 from genjax.diffusion import forward, reverse, samplers
 from genjax.eval import map_dataset, map_dataset_stacked, sample_quality
@@ -196,7 +196,7 @@ def make_samplers(config, graphdef, params, schedule, example_shape):
                               eta=e.ddim_eta, **common)
         return (x + 1) / 2
 
-    jitted = jax.jit(run, static_argnums=(0, 3))
+    jitted = xla.jit(run, static_argnums=(0, 3))
     return {name: functools.partial(jitted, name, params) for name in ("ancestral", "ddim")}
 
 

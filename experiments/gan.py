@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from genjax import viz
+from genjax import viz, xla
 from genjax.data import require_image_sides, transforms
 from genjax.eval import gan_analysis, sample_quality
 from genjax.losses import gan as gan_losses
@@ -177,7 +177,7 @@ class Report:
 
     def __init__(self, config, workdir, ds, generate, discriminate):
         self.config, self.workdir, self.ds = config, workdir, ds
-        self.generate, self.discriminate = jax.jit(generate), jax.jit(discriminate)
+        self.generate, self.discriminate = xla.jit(generate), xla.jit(discriminate)
         self.images = ds.kind == "image"
         self.clf = None
         e = config.eval

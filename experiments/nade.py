@@ -32,7 +32,7 @@ import numpy as np
 from flax import nnx
 
 from genjax import eval as geval
-from genjax import viz
+from genjax import viz, xla
 from genjax.data import transforms
 from genjax.losses import autoregressive as ar
 from genjax.models.fvbn import FVBN
@@ -263,7 +263,7 @@ def report(config, workdir, ds, b: Built, params) -> dict:
     """The samples figure (samples.png for images, density.png for 2-D points) and the
     compiled sampler's throughput (samples per second, compile excluded)."""
     p = config.plots
-    sample = jax.jit(lambda k: b.sample_fn(params, k, p.num_samples))
+    sample = xla.jit(lambda k: b.sample_fn(params, k, p.num_samples))
     key = jax.random.key(config.seed + 2)
     jax.block_until_ready(sample(key))
     t = time.perf_counter()
@@ -272,7 +272,7 @@ def report(config, workdir, ds, b: Built, params) -> dict:
     if ds.kind == "points" and ds.example_shape != (2,):
         pass                                 # density.png draws 2-D points only
     elif ds.kind == "points":
-        log_prob = jax.jit(lambda x: b.log_prob_fn(params, x)["log_likelihood"])
+        log_prob = xla.jit(lambda x: b.log_prob_fn(params, x)["log_likelihood"])
         density.density_figure(
             os.path.join(workdir, "density.png"), log_prob=log_prob, data=ds.train[:5000],
             samples=samples, size=p.grid,

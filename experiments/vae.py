@@ -27,7 +27,7 @@ from flax import nnx
 
 from genjax import data as gdata
 from genjax import eval as geval
-from genjax import losses, viz
+from genjax import losses, viz, xla
 from genjax.data import transforms
 from genjax.eval import sample_quality, vae_analysis
 from genjax.models.vae import ARCHITECTURES, VAE
@@ -207,8 +207,8 @@ def fit(config, workdir: str) -> tuple[dict, VAE]:
 def report(config, workdir, ds, vae, x_test) -> dict:
     """Figures and the numbers behind the lecture claims (genjax.eval.vae_analysis)."""
     m, p, e = config.model, config.plots, config.eval
-    encode_mean = jax.jit(lambda x: vae.encode(x)[0])
-    decode_mean = jax.jit(vae.decode_mean)
+    encode_mean = xla.jit(lambda x: vae.encode(x)[0])
+    decode_mean = xla.jit(vae.decode_mean)
     viz.figures.samples_figure(os.path.join(workdir, "samples.png"), jax.random.key(0),
                                decode_mean=decode_mean, latent_dim=m.latent_dim,
                                num=p.num_samples)

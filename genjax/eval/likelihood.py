@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from genjax import xla
 from genjax.losses.vae import iw_log_weights
 
 
@@ -52,7 +53,7 @@ def map_dataset(fn: Callable, data: np.ndarray, key, *, batch_size: int,
     n = len(data)
     pad = (-n) % batch_size
     padded = np.concatenate([data, np.zeros((pad,) + data.shape[1:], data.dtype)]) if pad else data
-    jfn = jax.jit(fn)
+    jfn = xla.jit(fn)
     args = () if params is None else (params,)
     parts: dict = {}
     for i in range(len(padded) // batch_size):
@@ -74,7 +75,7 @@ def map_dataset_stacked(fn: Callable, data: np.ndarray, keys, *, batch_size: int
     n = len(data)
     pad = (-n) % batch_size
     padded = np.concatenate([data, np.zeros((pad,) + data.shape[1:], data.dtype)]) if pad else data
-    jfn = jax.jit(jax.vmap(lambda p, x, k, i: fn(p, x, jax.random.fold_in(k, i)),
+    jfn = xla.jit(jax.vmap(lambda p, x, k, i: fn(p, x, jax.random.fold_in(k, i)),
                            in_axes=(0, None, 0, None)))
     parts: dict = {}
     for i in range(len(padded) // batch_size):

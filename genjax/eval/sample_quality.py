@@ -30,6 +30,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from genjax import xla
 from genjax.data import transforms
 from genjax.eval.frechet import frechet_distance
 from genjax.models.classifier import Classifier
@@ -133,7 +134,7 @@ def _jitted(graphdef, method):
         def f(params, x):
             m = nnx.merge(graphdef, params)
             return m(x) if method == "__call__" else getattr(m, method)(x)
-        _JIT_CACHE[key] = (graphdef, jax.jit(f))   # keep graphdef alive with its id
+        _JIT_CACHE[key] = (graphdef, xla.jit(f))   # keep graphdef alive with its id
     return _JIT_CACHE[key][1]
 
 

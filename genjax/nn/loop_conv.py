@@ -27,12 +27,15 @@ differentiate, so accelerator runs get the vendor kernels.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 from jax import lax
+
+from genjax import xla
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
@@ -151,31 +154,91 @@ def _im2col(x, kernel, strides, padding, out_size):
                             for i in range(kh) for j in range(kw)], -1)
 
 
-# Stride-1 layers with at least this many input channels take the per-row weight gradient.
+# Stride-1 layers with at least this many input channels take the per-row weight
+# gradient when YNNPACK runs the convolutions.
 ROWS_MIN_CHANNELS = 8
 
 
-def _weight_grad(x, dy, kernel, strides, padding):
-    """dW [kh, kw, Cin, Cout] of a convolution: the sum over the batch and the output
-    positions of each input window times dy [B, oh, ow, Cout].
+def _weight_grad_im2col(x, dy, kernel, strides, padding):
+    """dW [kh, kw, Cin, Cout]: every input window ([B, oh, ow, kh*kw*Cin], im2col) times
+    dy [B, oh, ow, Cout], one matrix product."""
+    (kh, kw), cin, cout = kernel, x.shape[-1], dy.shape[-1]
+    cols = _im2col(x, kernel, strides, padding, dy.shape[1:3])
+    return (cols.reshape(-1, kh * kw * cin).T @ dy.reshape(-1, cout)).reshape(
+        kh, kw, cin, cout)
 
-    Full im2col builds every window ([B, oh, ow, kh*kw*Cin]) and makes one product. For
-    stride-1 layers with Cin >= ROWS_MIN_CHANNELS this builds only the kw horizontal taps,
-    in row-major order [H, B, ow, kw*Cin], so each kernel row's windows are a contiguous
-    slice, and makes one product per kernel row: a third of the copying, 10-30% faster on
-    a U-Net's 3x3 layers on 2 cores (slower for strided or single-channel layers, which
-    keep full im2col)."""
+
+def _weight_grad_rows(x, dy, kernel, strides, padding):
+    """dW of a stride-1 layer building only the kw horizontal taps, in row-major order
+    [H, B, ow, kw*Cin], so that each kernel row's windows are a contiguous slice: one
+    product per kernel row, a third of im2col's copying."""
     (kh, kw), (oh, ow), cin, cout = kernel, dy.shape[1:3], x.shape[-1], dy.shape[-1]
-    if strides != (1, 1) or cin < ROWS_MIN_CHANNELS:
-        cols = _im2col(x, kernel, strides, padding, (oh, ow))            # [B, oh, ow, K]
-        return (cols.reshape(-1, kh * kw * cin).T @ dy.reshape(-1, cout)).reshape(
-            kh, kw, cin, cout)
+    if strides != (1, 1):
+        raise ValueError(f"the 'rows' weight gradient needs stride 1, got {strides}")
     xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
     taps = jnp.concatenate([xp[:, :, j:j + ow] for j in range(kw)], -1)   # [B, Hp, ow, kw*Ci]
     taps = taps.transpose(1, 0, 2, 3)                                     # [Hp, B, ow, kw*Ci]
     dy_rows = dy.transpose(1, 0, 2, 3).reshape(-1, cout)                  # [oh*B*ow, Co]
     return jnp.stack([taps[i:i + oh].reshape(-1, kw * cin).T @ dy_rows
                       for i in range(kh)]).reshape(kh, kw, cin, cout)
+
+
+def _weight_grad_swapped(x, dy, kernel, strides, padding):
+    """dW as one canonical NHWC convolution with the roles swapped: the padded input's
+    channels as the batch, its batch as the contracted feature, and dy as the kernel,
+    dilated by the stride: dW[i, j, ci, co] = sum_{b, p, q} xp[b, s p + i, s q + j, ci]
+    dy[b, p, q, co]."""
+    kh, kw = kernel
+    xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+    lhs = xp.transpose(3, 1, 2, 0)                                        # [Ci, Hp, Wp, B]
+    rhs = dy.transpose(1, 2, 0, 3)                                        # [oh, ow, B, Co]
+    out = lax.conv_general_dilated(lhs, rhs, (1, 1), "VALID", rhs_dilation=strides,
+                                   dimension_numbers=_DN)                 # [Ci, >=kh, >=kw, Co]
+    return out[:, :kh, :kw].transpose(1, 2, 0, 3)
+
+
+WEIGHT_GRAD_PATHS = {"im2col": _weight_grad_im2col, "rows": _weight_grad_rows,
+                     "swapped": _weight_grad_swapped}
+# "products": im2col products, per kernel row for stride-1 layers with Cin >=
+# ROWS_MIN_CHANNELS (the choice under YNNPACK convolutions)
+FORCEABLE = (*WEIGHT_GRAD_PATHS, "products")
+_forced: str | None = None
+
+
+@contextlib.contextmanager
+def forced_weight_grad(path: str | None):
+    """Within the block, every `conv2d` traced takes the weight-gradient ``path`` (one of
+    FORCEABLE; None: `weight_grad_path`'s choice). For tests and A/B benchmarks."""
+    global _forced
+    if path is not None and path not in FORCEABLE:
+        raise ValueError(f"weight-gradient path {path!r}: one of {FORCEABLE}")
+    before, _forced = _forced, path
+    try:
+        yield
+    finally:
+        _forced = before
+
+
+def convolutions_on_ynnpack(options: dict | None = None) -> bool:
+    """Whether XLA:CPU hands convolutions to YNNPACK under the compiler ``options``
+    (default: `genjax.xla.compiler_options()`): yes unless the YNNPACK fusion-type option
+    is set and leaves convolutions out."""
+    options = xla.compiler_options() if options is None else options
+    return xla.YNN not in options or "CONVOLUTION" in options[xla.YNN]
+
+
+def weight_grad_path(cin: int, strides, cout: int = 1, kernel=(3, 3)) -> str:
+    """How `conv2d` computes dW, by measurement on 2-core CPUs (README, "Convolutions on
+    CPUs"): with XLA's own (Eigen) convolutions, genjax's CPU default, one swapped-role
+    convolution for every layer; with YNNPACK's, whose swapped-role convolution is slow,
+    im2col products (per kernel row for stride-1 layers with Cin >= ROWS_MIN_CHANNELS)."""
+    choice = _forced
+    if choice is None:
+        swap = tuple(kernel) != (1, 1) and not convolutions_on_ynnpack()
+        choice = "swapped" if swap else "products"
+    if choice != "products":
+        return choice
+    return "rows" if tuple(strides) == (1, 1) and cin >= ROWS_MIN_CHANNELS else "im2col"
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -194,7 +257,8 @@ def _fwd(x, w, strides, padding):
 def _bwd(strides, padding, res, dy):
     x, w = res
     kh, kw, cin, cout = w.shape
-    dw = _weight_grad(x, dy, (kh, kw), tuple(strides), padding)
+    dw = WEIGHT_GRAD_PATHS[weight_grad_path(cin, strides, cout, (kh, kw))](
+        x, dy, (kh, kw), tuple(strides), padding)
     # dx[u] = sum_t w[t] dy_dilated[u + pl - t]: a dilated correlation of dy with the
     # flipped, transposed kernel, padded by k - 1 - pl
     lo = (kh - 1 - padding[0][0], kw - 1 - padding[1][0])

@@ -201,12 +201,25 @@ def validate_common(config, num_devices: int) -> None:
     boolean(config, "train.distributed")
     if "coordinator_address" in t:      # configs/common.train has them; a bare one may not
         validate_processes(config)
+    if "xla_options" in t:
+        validate_xla_options(config)
     require(t.batch_size % num_devices == 0, "train.batch_size", t.batch_size,
             f"a multiple of the {num_devices} devices the batch is split over")
     for f in ("checkpoint_every", "eval_every"):
         require(t[f] % t.steps_per_dispatch == 0, "train." + f, t[f],
                 f"a multiple of train.steps_per_dispatch={t.steps_per_dispatch} "
                 "(the host acts only between dispatches)")
+
+
+def validate_xla_options(config) -> None:
+    """train.xla_options: "auto", "none" or "NAME=VALUE;..." (`genjax.xla.parse`)."""
+    from genjax import xla
+
+    spec = string(config, "train.xla_options")
+    try:
+        xla.check(spec)
+    except ValueError as e:
+        raise ConfigError(f"train.xla_options: {e}") from None
 
 
 def validate_processes(config) -> None:

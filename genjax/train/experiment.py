@@ -11,6 +11,7 @@ import jax
 import numpy as np
 
 from genjax import data as gdata
+from genjax import xla
 from genjax.data import transforms
 from genjax.train import config as cfglib, distributed, resume
 from genjax.train.results import write_results
@@ -28,6 +29,7 @@ def prepare(config, workdir: str, *, kinds=("image",),
     allow_config_change: continue from the checkpoint whatever changed (None: as the cli's
     --allow_config_change, `resume.allowing_config_change`, says; default no)."""
     cfglib.validate_common(config, jax.device_count())
+    xla.configure(config.train.get("xla_options"))
     cfglib.one_of(config, "data.preprocess", transforms.PREPROCESS_MODES)
     resume.ensure_workdir(workdir, create=False)     # created once all is checked
     change = resume.check_config(config, workdir, allow_config_change=allow_config_change)

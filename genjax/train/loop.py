@@ -41,6 +41,7 @@ from typing import Callable
 import jax
 import numpy as np
 
+from genjax import xla
 from genjax.train import batches, sharding
 from genjax.train.distributed import is_main_process
 from genjax.train.checkpoint import Checkpointer
@@ -136,7 +137,7 @@ def make_chunk(step_fn: Callable, *, num_examples: int, batch_size: int, batch_s
                 metrics, sharding.replicated(batch_sharding.mesh))
         return state, metrics
 
-    return jax.jit(chunk, static_argnums=3, donate_argnums=0)
+    return xla.jit(chunk, static_argnums=3, donate_argnums=0)
 
 
 def _first_non_finite(metrics: dict, start: int):

@@ -89,6 +89,7 @@ SAFE_ON_RESUME = {
     "train.num_processes": _always,
     "train.process_id": _always,
     "train.init_timeout_s": _always,
+    "train.xla_options": _always,       # how programs compile, not what they compute
     "eval.*": _always,
     "plots.*": _always,
     "anomaly.*": _always,               # VAE: scored after training

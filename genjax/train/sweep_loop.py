@@ -51,6 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genjax import xla
 from genjax.train import batches, sharding
 from genjax.train.checkpoint import Checkpointer
 from genjax.train.distributed import is_main_process
@@ -144,7 +145,7 @@ def make_sweep_chunk(step_fn: Callable, *, num_examples: int, batch_size: int,
                 (alive, metrics, finite), sharding.replicated(mesh))
         return states, alive, metrics, finite
 
-    return jax.jit(chunk, static_argnums=4, donate_argnums=(0, 1))
+    return xla.jit(chunk, static_argnums=4, donate_argnums=(0, 1))
 
 
 class SweepWriter:
