@@ -99,3 +99,58 @@ def test_config_rejects_bad_options_in_one_line():
         cfglib.validate_xla_options(_config("turbo"))
     with pytest.raises(cfglib.ConfigError, match="XLA rejected"):
         cfglib.validate_xla_options(_config(f"{xla.YNN}=LIBRARY_FUSION_TYPE_WARP"))
+
+
+WG_CASES = [((3, 8, 8, 3), (3, 3), (1, 1), "SAME", 5),
+            ((3, 8, 8, 9), (3, 3), (1, 1), "SAME", 4),      # rows (Cin >= 8)
+            ((2, 9, 9, 5), (4, 4), (2, 2), "SAME", 6),      # odd size, stride 2
+            ((2, 7, 7, 4), (3, 3), (2, 2), "VALID", 3),
+            ((2, 6, 6, 4), (1, 1), (1, 1), "SAME", 3)]
+
+
+@pytest.mark.parametrize("shape, kernel, strides, pad, cout", WG_CASES)
+def test_every_weight_gradient_path_equals_jaxs_own(shape, kernel, strides, pad, cout):
+    """Each path's dW against jax.vjp of lax.conv_general_dilated, also as the body of a
+    lax.scan (where XLA:CPU compiles convolutions differently), under genjax's options."""
+    x = jax.random.normal(jax.random.key(0), shape)
+    w = jax.random.normal(jax.random.key(1), kernel + (shape[-1], cout))
+    pads = loop_conv.conv_padding(pad, kernel, strides, shape[1:3])
+    y, vjp = jax.vjp(lambda w: loop_conv._lax_conv(x, w, strides, pads), w)
+    dy = jax.random.normal(jax.random.key(2), y.shape)
+    ref = vjp(dy)[0]
+    for name, fn in loop_conv.WEIGHT_GRAD_PATHS.items():
+        if name == "rows" and strides != (1, 1):
+            with pytest.raises(ValueError, match="stride 1"):
+                fn(x, dy, kernel, strides, pads)
+            continue
+
+        def scanned(x, dy, fn=fn):
+            def body(c, _):
+                return c + fn(x + c[0, 0, 0, 0], dy, kernel, strides, pads), None
+            return jax.lax.scan(body, jnp.zeros_like(ref), None, length=2)[0]
+
+        got = xla.jit(lambda x, dy, fn=fn: fn(x, dy, kernel, strides, pads))(x, dy)
+        assert got.shape == ref.shape
+        assert jnp.allclose(got, ref, atol=1e-4, rtol=1e-4), name
+        # two steps: the second sees x shifted by the first's dW[0,0,0,0]
+        shifted = jax.vjp(lambda w: loop_conv._lax_conv(x + ref[0, 0, 0, 0], w, strides,
+                                                        pads), w)[1](dy)[0]
+        assert jnp.allclose(xla.jit(scanned)(x, dy), ref + shifted, atol=1e-3, rtol=1e-4), name
+
+
+@pytest.mark.parametrize("path", ["products", "swapped"])
+def test_conv_layer_gradients_match_jax_on_either_path(path):
+    """The whole custom VJP (weight and input gradients) of a stride-2 layer, each weight
+    path forced, against JAX differentiating lax.conv_general_dilated."""
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+    w = jax.random.normal(jax.random.key(1), (4, 4, 3, 5))
+    pads = loop_conv.conv_padding("SAME", (4, 4), (2, 2), (8, 8))
+
+    def loss(conv):
+        return lambda x, w: jnp.sum(jnp.sin(conv(x, w, (2, 2), pads)))
+
+    ref = jax.grad(loss(loop_conv._lax_conv), (0, 1))(x, w)
+    with loop_conv.forced_weight_grad(path):
+        got = xla.jit(jax.grad(loss(loop_conv.conv2d), (0, 1)))(x, w)
+    for a, b in zip(got, ref):
+        assert jnp.allclose(a, b, atol=1e-4, rtol=1e-4)
