@@ -84,9 +84,10 @@ def compiler_options(backend: str | None = None, spec: str | None = None) -> dic
 
 
 def check(spec: str) -> None:
-    """Raises ValueError if XLA rejects the options ``spec`` gives on this backend (an
-    unknown option or value), by compiling a one-op program with them."""
-    options = compiler_options(spec=spec)
+    """Raises ValueError if ``spec`` is malformed or XLA rejects the options it names on
+    this backend (an unknown option or value: checked by compiling a one-op program with
+    them). "auto" and "none" compile nothing here (`CPU_DEFAULT` is tested)."""
+    options = parse(spec)
     if not options:
         return
     try:

@@ -219,7 +219,9 @@ def validate_xla_options(config) -> None:
     try:
         xla.check(spec)
     except ValueError as e:
-        raise ConfigError(f"train.xla_options: {e}") from None
+        require(False, "train.xla_options", spec,
+                "'auto', 'none' or 'NAME=VALUE;NAME=VALUE' with options XLA accepts "
+                f"({e})")
 
 
 def validate_processes(config) -> None:
