@@ -77,7 +77,11 @@ def current_spec() -> str:
 def compiler_options(backend: str | None = None, spec: str | None = None) -> dict:
     """The options for a program compiled for ``backend`` (default: jax's default
     backend) under ``spec`` (default: the current choice)."""
-    parsed = parse(current_spec() if spec is None else spec)
+    from_env = spec is None and _spec is None and ENV in os.environ
+    try:
+        parsed = parse(current_spec() if spec is None else spec)
+    except ValueError as e:
+        raise ValueError(f"${ENV}: {e}" if from_env else str(e)) from None
     if parsed is not None:
         return dict(parsed)
     return dict(CPU_DEFAULT) if (backend or jax.default_backend()) == "cpu" else {}

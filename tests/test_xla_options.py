@@ -48,6 +48,10 @@ def test_auto_applies_only_on_cpus_and_explicit_options_everywhere(monkeypatch):
     assert xla.compiler_options("gpu") == {xla.YNN: ""}
     xla.configure("auto")                          # the config wins over the environment
     assert xla.compiler_options("cpu") == xla.CPU_DEFAULT
+    xla.configure(None)
+    monkeypatch.setenv(xla.ENV, "fast")
+    with pytest.raises(ValueError, match=f"^\\${xla.ENV}: .*NAME=VALUE"):
+        xla.compiler_options()
     with pytest.raises(ValueError):
         xla.configure("bogus")
 
