@@ -17,8 +17,9 @@ to YNNPACK; the pinned jaxlib's default sends it dots, reductions and convolutio
 
 each with `loop_conv`'s two weight-gradient paths: "products" (im2col products, per
 kernel row for stride-1 layers; its choice under YNNPACK convolutions) and "swapped" (one
-swapped-role convolution; its choice under Eigen's). Each combination trains the experiment's own step (``experiments.gan.build``
-/ ``experiments.ddpm.build``, default presets) in a compiled chunk, as the loop does;
+swapped-role convolution; its choice under Eigen's). Each combination trains the
+experiment's own step (``experiments.gan.build`` / ``experiments.ddpm.build``, default
+presets) in a compiled chunk, as the loop does;
 the chunks take turns (``--repeats`` rounds) and every time is a median, with speedups
 against ``none`` + "products", the code before.
 
