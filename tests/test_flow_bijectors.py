@@ -91,3 +91,37 @@ def test_masks_split_the_input_in_halves():
     np.testing.assert_array_equal(flows.channel_mask(4, parity=1), [0, 0, 1, 1])
     with pytest.raises(ValueError, match="even sides"):
         flows.squeeze()[0](None, jnp.zeros((1, 3, 4, 1)))
+
+
+def test_a_linear_flow_fitted_by_maximum_likelihood_recovers_mean_and_covariance():
+    """actnorm then a 1x1 "convolution" on 2-D vectors is the affine map z = (x + b) M
+    (M = diag(e^s) W); under z ~ N(0, I) its maximum-likelihood fit must put the model's
+    mean -b and covariance M^-T M^-1 at the sample mean and (1/N) covariance."""
+    import optax
+
+    key = jax.random.key(3)
+    a = jnp.array([[1.5, 0.0], [0.9, 0.4]])
+    x = jax.random.normal(key, (2000, 2)) @ a + jnp.array([2.0, -1.0])
+    forward, _ = flows.chain([flows.actnorm(), flows.conv1x1()])
+    params = [{"bias": jnp.zeros(2), "log_scale": jnp.zeros(2)},
+              flows.conv1x1_init(jax.random.key(4), 2)]
+    fixed = {k: params[1][k] for k in ("p", "sign")}       # the permutation and signs stay
+
+    def nll(t):
+        z, ld = forward([t[0], {**t[1], **fixed}], x)
+        return -jnp.mean(-0.5 * jnp.sum(z ** 2, -1) - jnp.log(2 * jnp.pi) + ld)
+
+    tx = optax.adam(0.05)
+    t0 = [params[0], {k: v for k, v in params[1].items() if k not in fixed}]
+
+    def step(carry, _):
+        t, s = carry
+        g = jax.grad(nll)(t)
+        u, s = tx.update(g, s, t)
+        return (optax.apply_updates(t, u), s), None
+
+    t, _ = jax.jit(lambda t: jax.lax.scan(step, (t, tx.init(t)), None, length=1500)[0])(t0)
+    m = jnp.diag(jnp.exp(t[0]["log_scale"])) @ flows.conv1x1_weight({**t[1], **fixed})
+    m_inv = jnp.linalg.inv(m)
+    np.testing.assert_allclose(-t[0]["bias"], x.mean(0), atol=2e-3)
+    np.testing.assert_allclose(m_inv.T @ m_inv, jnp.cov(x.T, bias=True), rtol=2e-3, atol=2e-3)
