@@ -5,7 +5,6 @@ from genjax.losses import autoregressive, ddpm, flow, gan, gmm
 from genjax.losses.autoregressive import (fvbn_log_likelihood, nade_log_likelihood,
                                           nade_log_likelihood_naive, rnade_log_likelihood)
 from genjax.losses.ddpm import bits_per_dim, noise_loss, vlb_terms
-from genjax.losses.flow import flow_nll
 from genjax.losses.gan import (discriminator_loss, generator_loss_non_saturating,
                                generator_loss_saturating, gradient_penalty,
                                hinge_discriminator_loss, hinge_generator_loss, minimax_value,
@@ -18,7 +17,7 @@ from genjax.losses.gmm import responsibilities as gmm_responsibilities
 from genjax.losses.vae import (autoencoder_loss, elbo, elbo_terms, iw_log_weights, iwae_bound,
                                iwae_bound_terms, log_likelihood)
 
-__all__ = ["autoregressive", "flow", "flow_nll", "gan", "fvbn_log_likelihood", "nade_log_likelihood",
+__all__ = ["autoregressive", "flow", "gan", "fvbn_log_likelihood", "nade_log_likelihood",
            "nade_log_likelihood_naive", "rnade_log_likelihood",
            "discriminator_loss", "generator_loss_non_saturating", "generator_loss_saturating",
            "gradient_penalty", "hinge_discriminator_loss", "hinge_generator_loss",
