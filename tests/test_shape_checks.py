@@ -16,16 +16,17 @@ from genjax import distributions as dist
 from genjax import losses
 from genjax.diffusion.schedules import make_schedule
 from genjax.losses import autoregressive as ar
-from genjax.losses import ddpm, gan, gmm, vae
+from genjax.losses import ddpm, flow, gan, gmm, vae
 from genjax.shapes import Shapes
 
-MODULES = (dist, vae, gmm, gan, ar, ddpm)
+MODULES = (dist, vae, gmm, gan, ar, ddpm, flow)
 # Public functions with no array shape to get wrong, and why.
 EXEMPT = {
     gan.log_d: "element-wise on one array of any shape",
     gan.log_one_minus_d: "element-wise on one array of any shape",
     gan.objective: "takes a name, returns two functions (each checked)",
     ar.fvbn_mask: "takes two ints, returns the [D, D] mask",
+    flow.check_images_u8: "a host-side check of values (0..255 integers), any shape",
 }
 
 KEY = jax.random.key(0)
@@ -183,6 +184,15 @@ CASES = [
      "model_fn(x_t, t)", (2, 4, 4, 3), "(2, 4, 4, 1)"),
     (ddpm.bits_per_dim, lambda: ddpm.bits_per_dim(z(2), (28, 28)),
      "num_dims", (28, 28), "int >= 1"),
+    # -------------------------------------------------------------------------- flows
+    (flow.dequantize, lambda: flow.dequantize(KEY, z()), "x_u8", (), "[B, *E]"),
+    (flow.logit_transform, lambda: flow.logit_transform(z()), "u", (), "[B, *E]"),
+    # the flow's log-density must be per example, not per pixel
+    (flow.dequantized_log_likelihood,
+     lambda: flow.dequantized_log_likelihood(X0, log_prob_fn=lambda y: y),
+     "log_prob_fn(y)", (2, 4, 4, 1), "(2,)"),
+    (flow.flow_nll, lambda: flow.flow_nll(z(), KEY, log_prob_fn=const(1)), "x_u8", (),
+     "[B, *E]"),
 ]
 
 

@@ -5,14 +5,17 @@ Every bijector here is a pair of functions on a batch, with parameters passed in
     y, logdet = forward(params, x)      # x [B, ...] -> y [B, ...], logdet [B] = log|det dy/dx|
     x, logdet = inverse(params, y)      # logdet [B] = log|det dx/dy| = -forward's at x
 
-so that a flow's density is log p(x) = log p_Z(f^-1(x)) + log|det d f^-1 / dx|, summed
-over a `chain`. Log-determinants are in nats, per example. The tests check every one:
+so that a flow f that maps data to noise (the convention of `genjax.models.flow`) has
+log p(x) = log p_Z(f(x)) + log|det df/dx|, the forward log-determinants summed over a
+`chain`; sampling runs the inverses. Log-determinants are in nats, per example. The tests check every one:
 inverse(forward(x)) = x, and the log-determinant equals `slogdet` of the Jacobian that
 `jax.jacfwd` computes on small inputs.
 
 * `affine_coupling` (RealNVP, Dinh et al. 2017): the masked half of x passes unchanged and
   conditions a shift t and log-scale s for the rest: y = m x + (1 - m)(x e^s + t); with
   `checkerboard_mask` or `channel_mask`.
+* `coupling`: the same with any element-wise transformer (`genjax.flows.transformers`:
+  affine, or the rational-quadratic spline of `genjax.flows.splines`).
 * `actnorm` (Glow, Kingma & Dhariwal 2018): y = (x + b) e^{log_s} per channel, with the
   data-dependent initialisation `actnorm_init` (zero mean, unit variance on a batch).
 * `conv1x1` (Glow's invertible 1x1 convolution) in the LU parameterisation
@@ -57,22 +60,36 @@ def affine_coupling(mask, conditioner: Callable) -> Bijector:
     """RealNVP's affine coupling. ``mask`` broadcasts against one example (1 = passes
     through and conditions); ``conditioner(params, x_masked) -> (shift, log_scale)``, each
     of x's shape (a network; bound the log-scale, e.g. with tanh, for stability). The
-    log-scale only acts where mask = 0, so logdet = sum((1 - m) log_scale)."""
-    mask = jnp.asarray(mask)
+    log-scale only acts where mask = 0, so logdet = sum((1 - m) log_scale). It is
+    `coupling` with the affine transformer."""
+    from genjax.flows.transformers import affine
+    return coupling(mask, lambda params, xm: jnp.stack(conditioner(params, xm), -1), affine())
 
-    def forward(params, x):
-        shift, log_scale = conditioner(params, x * mask)
-        log_scale = log_scale * (1 - mask)
-        y = x * mask + (1 - mask) * (x * jnp.exp(log_scale) + shift)
-        return y, _per_example(log_scale)
 
-    def inverse(params, y):
-        shift, log_scale = conditioner(params, y * mask)     # y's masked part is x's
-        log_scale = log_scale * (1 - mask)
-        x = y * mask + (1 - mask) * (y - shift) * jnp.exp(-log_scale)
-        return x, -_per_example(log_scale)
+def coupling(mask, conditioner: Callable, transformer) -> Bijector:
+    """A coupling layer with any element-wise `genjax.flows.transformers.Transformer`
+    (affine: RealNVP; `genjax.flows.splines.rq_spline`: the coupling neural spline flow).
+    ``mask`` broadcasts against one example (1 = passes through unchanged, bit for bit, and
+    conditions); ``conditioner(params, x_masked) -> theta`` of shape x.shape +
+    (transformer.num_params,) (a network; start it at zero output for the identity). Only
+    the elements where mask = 0 are transformed, so logdet [B] is the per-example sum of
+    their log|dy/dx|."""
+    keep = jnp.asarray(mask) != 0
 
-    return forward, inverse
+    def _theta(params, v):
+        theta = conditioner(params, v * keep)
+        want = v.shape + (transformer.num_params,)
+        if theta.shape != want:
+            raise ValueError(f"coupling: the conditioner must return shape {want} (x's "
+                             f"shape + (num_params,)), got {theta.shape}")
+        return theta
+
+    def apply(params, x, direction):
+        z, ld = direction(x, _theta(params, x))       # inverse: y's masked part is x's
+        return jnp.where(keep, x, z), _per_example(jnp.where(keep, 0.0, ld).astype(x.dtype))
+
+    return (lambda params, x: apply(params, x, transformer.forward),
+            lambda params, y: apply(params, y, transformer.inverse))
 
 
 # ------------------------------------------------------------------------------ actnorm

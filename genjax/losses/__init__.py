@@ -5,6 +5,7 @@ from genjax.losses import autoregressive, ddpm, flow, gan, gmm
 from genjax.losses.autoregressive import (fvbn_log_likelihood, nade_log_likelihood,
                                           nade_log_likelihood_naive, rnade_log_likelihood)
 from genjax.losses.ddpm import bits_per_dim, noise_loss, vlb_terms
+from genjax.losses.flow import dequantized_log_likelihood, flow_nll
 from genjax.losses.gan import (discriminator_loss, generator_loss_non_saturating,
                                generator_loss_saturating, gradient_penalty,
                                hinge_discriminator_loss, hinge_generator_loss, minimax_value,
@@ -25,5 +26,6 @@ __all__ = ["autoregressive", "flow", "gan", "fvbn_log_likelihood", "nade_log_lik
            "wasserstein_generator_loss",
            "autoencoder_loss", "bernoulli_mixture_log_likelihood", "bits_per_dim", "ddpm",
            "elbo", "elbo_terms", "gmm", "noise_loss", "vlb_terms",
+           "dequantized_log_likelihood", "flow_nll",
            "gmm_elbo", "gmm_log_likelihood", "gmm_responsibilities", "iw_log_weights", "iwae_bound",
            "iwae_bound_terms", "log_likelihood"]

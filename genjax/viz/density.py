@@ -50,10 +50,12 @@ def save_panels(fig, axes, extent, path: str, title: str = "") -> None:
 
 
 def density_figure(path: str, *, log_prob: Callable, data, samples, means=None,
-                   title: str = "", size: int = 200) -> np.ndarray:
+                   title: str = "", size: int = 200,
+                   true_log_prob: Callable | None = None) -> np.ndarray:
     """Three panels: the data, the model's density (filled contours of p(x) on a grid, with
-    contour lines of log p and the component means marked) and model samples. Writes a PNG
-    and returns the [size, size] log-density grid."""
+    contour lines of log p and the component means marked) and model samples; with
+    ``true_log_prob`` a fourth, the true density on the same grid and colour scale, next
+    to the model's. Writes a PNG and returns the model's [size, size] log-density grid."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -61,21 +63,30 @@ def density_figure(path: str, *, log_prob: Callable, data, samples, means=None,
     data, samples = np.asarray(data), np.asarray(samples)
     extent = extent_of(data, samples)
     xs, ys, lp = density_grid(log_prob, extent, size=size)
-    fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.5))
+    n = 3 if true_log_prob is None else 4
+    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 4.5))
     kw = dict(s=1, alpha=0.3, rasterized=True)
     axes[0].scatter(data[:, 0], data[:, 1], color="k", **kw)
     axes[0].set_title(f"data ({len(data)} points)")
-    axes[1].contourf(xs, ys, np.exp(lp), levels=30, cmap="viridis")
-    finite = lp[np.isfinite(lp)]
-    if finite.size:
-        levels = np.linspace(max(finite.min(), finite.max() - 12), finite.max(), 8)
-        axes[1].contour(xs, ys, lp, levels=levels, colors="w", linewidths=0.5,
-                        linestyles="solid")
+    vmax = float(np.nanmax(np.exp(lp)))
+    panels = [(axes[-2], lp, "model density p(x) (lines: log p)")]
+    if true_log_prob is not None:
+        _, _, lp_true = density_grid(true_log_prob, extent, size=size)
+        vmax = max(vmax, float(np.nanmax(np.exp(lp_true))))
+        panels.insert(0, (axes[1], lp_true, "true density (lines: log p)"))
+    for ax, grid, label in panels:
+        ax.contourf(xs, ys, np.exp(grid), levels=np.linspace(0, vmax, 31), cmap="viridis",
+                    extend="max")
+        finite = grid[np.isfinite(grid)]
+        if finite.size and finite.max() > finite.min():
+            levels = np.linspace(max(finite.min(), finite.max() - 12), finite.max(), 8)
+            ax.contour(xs, ys, grid, levels=levels, colors="w", linewidths=0.5,
+                       linestyles="solid")
+        ax.set_title(label)
     if means is not None:
         m = np.asarray(means)
-        axes[1].scatter(m[:, 0], m[:, 1], marker="x", color="r", s=30)
-    axes[1].set_title("model density p(x) (lines: log p)")
-    axes[2].scatter(samples[:, 0], samples[:, 1], color="C1", **kw)
-    axes[2].set_title(f"model samples ({len(samples)})")
+        axes[-2].scatter(m[:, 0], m[:, 1], marker="x", color="r", s=30)
+    axes[-1].scatter(samples[:, 0], samples[:, 1], color="C1", **kw)
+    axes[-1].set_title(f"model samples ({len(samples)})")
     save_panels(fig, axes, extent, path, title)
     return lp

@@ -1,0 +1,118 @@
+"""Normalizing-flow config (RealNVP, Glow, MAF, IAF; affine or spline transformers).
+Presets (``--config=configs/flow.py:NAME``):
+
+  (default)  multi-scale RealNVP (2 levels, conv couplings) on uniformly dequantised 8x8
+             sklearn digits: test bits/dim on the 8-bit scale
+  glow       Glow (actnorm, invertible 1x1 conv, affine coupling; 2 levels) on the digits
+  maf        MAF (5 layers, MADE 512-512) on the digits as 64-D vectors
+  nsf        RealNVP's multi-scale flow with rational-quadratic spline couplings (the
+             coupling RQ-NSF) on the digits
+  mnist5k    multi-scale RealNVP on dequantised mnist5k (28x28): bits/dim
+  moons      RealNVP with MLP couplings (8 layers) on the 2-D two_moons toy: density
+             contours against the true density
+  spline_checkerboard  8 spline coupling layers on the 2-D checkerboard toy
+  maf_spirals  MAF with spline transformers (the autoregressive RQ-NSF) on two_spirals
+  gpu        Glow on mnist5k, 3 steps per level -> 8, 128 channels, 20k steps
+  quick      a small RealNVP on the digits for a few seconds (smoke tests); combine with
+             --config.data.name=two_moons --config.data.preprocess=none for a 2-D toy
+
+Fields: model.name "realnvp" | "glow" | "maf" | "iaf"; model.transformer "affine" |
+"spline"; model.layers: coupling / autoregressive layers of a vector flow, or steps per
+level of a multi-scale one; model.levels: levels of the multi-scale flows (images with
+realnvp / glow; MAF / IAF treat an image as a vector); model.hidden: the conditioner's
+hidden widths (MLP), or its channels (hidden[0], conv); model.max_log_scale: the affine
+log-scale bound (max * tanh(raw / max)); model.num_bins and model.tail_bound: the
+spline's bins and the interval [-B, B] outside which it is the identity; model.logit_alpha:
+the images' pre-transform y = logit(alpha + (1 - 2 alpha) u); model.init_examples:
+training examples for actnorm's data-dependent initialisation. Images need
+data.preprocess="dequantize" (uniform dequantisation; every Jacobian is counted, so
+bits/dim are on the 8-bit scale), 2-D points "none".
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def _quick(c):
+    c.model.update(hidden=(16,), layers=2)
+    c.optim.update(lr=1e-3, schedule="constant", warmup_steps=0)
+    c.train.update(num_steps=100, batch_size=64, steps_per_dispatch=50, checkpoint_every=50)
+    c.eval.update(num_examples=100)
+    c.plots.update(num_samples=16, grid=40)
+
+
+def _glow(c):
+    c.model.update(name="glow", layers=4)
+
+
+def _maf(c):
+    c.model.update(name="maf", layers=5, hidden=(512, 512))
+    c.optim.lr = 3e-4
+
+
+def _nsf(c):
+    c.model.update(transformer="spline", num_bins=8, tail_bound=4.0)
+
+
+def _mnist5k(c):
+    c.data.name = "mnist5k"
+    c.train.update(num_steps=3000, batch_size=64, checkpoint_every=500)
+
+
+def _toy(c, name):
+    c.data.update(name=name, preprocess="none")
+    c.model.update(layers=8, hidden=(128, 128))
+    c.train.update(num_steps=5000, batch_size=256, steps_per_dispatch=250,
+                   checkpoint_every=2500)
+    c.plots.num_samples = 5000
+
+
+def _moons(c):
+    _toy(c, "two_moons")
+
+
+def _spline_checkerboard(c):
+    _toy(c, "checkerboard")
+    c.model.update(transformer="spline", num_bins=16, tail_bound=3.0, layers=6)
+
+
+def _maf_spirals(c):
+    _toy(c, "two_spirals")
+    c.model.update(name="maf", transformer="spline", num_bins=16, tail_bound=4.0, layers=5)
+
+
+def _gpu(c):
+    c.data.name = "mnist5k"
+    c.model.update(name="glow", layers=8, hidden=(128,))
+    c.train.update(num_steps=20_000, batch_size=64, steps_per_dispatch=500,
+                   checkpoint_every=5000)
+
+
+PRESETS = {"quick": _quick, "glow": _glow, "maf": _maf, "nsf": _nsf, "mnist5k": _mnist5k,
+           "moons": _moons, "spline_checkerboard": _spline_checkerboard,
+           "maf_spirals": _maf_spirals, "gpu": _gpu}
+
+
+def get_config(arg=None):
+    preset = common.select_preset(arg, PRESETS, "configs/flow.py")
+    c = ml_collections.ConfigDict()
+    c.preset = preset
+    c.seed = 0
+    c.data = common.data(name="digits", preprocess="dequantize")
+    c.model = ml_collections.ConfigDict(dict(
+        name="realnvp", transformer="affine", layers=3, levels=2, hidden=(64,),
+        max_log_scale=3.0, num_bins=8, tail_bound=3.0, logit_alpha=0.05,
+        init_examples=512))
+    c.optim = common.optim(lr=1e-3, schedule="cosine", warmup_steps=100, grad_clip=100.0)
+    c.train = common.train(num_steps=5000, batch_size=128, steps_per_dispatch=100,
+                           checkpoint_every=1000)
+    # num_examples: test examples evaluated (0 = all), each with one fixed dequantisation
+    c.eval = ml_collections.ConfigDict(dict(batch_size=250, num_examples=0))
+    # num_samples: samples in samples.png (images) or density.png (points); grid:
+    # density.png's resolution; temperature: samples drawn from N(0, T^2 I)
+    c.plots = ml_collections.ConfigDict(dict(num_samples=64, grid=200, temperature=1.0))
+    if preset != "default":
+        PRESETS[preset](c)
+    c.lock()
+    return c

@@ -1,0 +1,77 @@
+"""MADE as the conditioner of an autoregressive flow: x [B, D] -> theta [B, D, P], where
+theta[:, d, :] is a function of the inputs before d in an ordering only.
+
+The connectivity is MADE's (`genjax.models.made.made_masks`; Germain et al. 2015): input
+d has degree m_0(d) = its rank 1..D in the ordering, hidden unit k of layer l a degree
+m_l(k) in 1..D-1; a hidden unit sees the units below of degree <= its own, and output d
+sees the last hidden units of degree < m_0(d). A flow needs P numbers per dimension
+(shift and log-scale, spline knots), so output d's mask column is repeated P times, laid
+out [d0 p0 .. d0 p(P-1), d1 p0, ...]: the reshape to [B, D, P] groups them by dimension
+and keeps the autoregressive property d theta[:, d] / d x[:, d'] = 0 unless d' comes
+strictly before d.
+
+``zero_init=True`` (the default) zeroes the output layer's kernel and bias, so theta = 0
+for every x: with the affine transformer (y = x e^s + t) every layer starts as the
+identity, as in MAF and Glow. The masks are `genjax.models.made.Mask` variables, not
+`nnx.Param`: ``nnx.split(model, nnx.Param, ...)`` keeps them out of the optimiser.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from genjax.models.made import Mask, made_masks
+
+
+class MaskedMLP(nnx.Module):
+    """x [B, D] -> theta [B, D, num_params]. ``ordering`` is "natural", "reverse" or
+    "random" (drawn from ``mask_seed``, as are the hidden degrees); ``order`` [D] (a `Mask`)
+    is the ordering: order[t] is the t-th dimension, pass it to the flow. ``activation``
+    between hidden layers, none after the last."""
+
+    def __init__(self, dim: int, hidden: Sequence[int] = (64, 64), num_params: int = 2, *,
+                 ordering: str = "natural", mask_seed: int = 0,
+                 activation: Callable = jax.nn.relu, zero_init: bool = True,
+                 rngs: nnx.Rngs):
+        orders, masks = made_masks(dim, tuple(hidden), ordering=ordering, num_masks=1,
+                                   seed=mask_seed)
+        self.dim, self.num_params = int(dim), int(num_params)
+        self.activation = activation
+        self.order = Mask(jnp.asarray(orders[0]))                          # [D] int32
+        out_mask = np.repeat(masks[-1][0], num_params, axis=1)            # [H_L, D P]
+        self.masks = nnx.List([Mask(jnp.asarray(m[0])) for m in masks[:-1]]
+                              + [Mask(jnp.asarray(out_mask))])
+        sizes = [dim, *hidden, dim * num_params]
+        kernels = [jax.random.normal(rngs.params(), (a, b)) / math.sqrt(a)
+                   for a, b in zip(sizes[:-1], sizes[1:])]
+        if zero_init:
+            kernels[-1] = jnp.zeros_like(kernels[-1])
+        self.kernels = nnx.List([nnx.Param(k) for k in kernels])
+        self.biases = nnx.List([nnx.Param(jnp.zeros((b,))) for b in sizes[1:]])
+
+    def __call__(self, x):                                   # x [B, D] -> [B, D, P]
+        h = x
+        n = len(self.kernels)
+        for l in range(n):
+            h = h @ (self.kernels[l][...] * self.masks[l][...]) + self.biases[l][...]
+            if l < n - 1:
+                h = self.activation(h)
+        return h.reshape(x.shape[0], self.dim, self.num_params)
+
+
+def as_conditioner(model: MaskedMLP):
+    """(conditioner, params, order) for `genjax.flows.autoregressive`: the pure function
+    conditioner(params, x [B, D]) -> theta [B, D, P], the trainable parameters (an
+    `nnx.State` of the `nnx.Param`s; the masks are closed over) and the ordering as numpy."""
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def conditioner(p, x):
+        return nnx.merge(graphdef, p, rest)(x)
+
+    return conditioner, params, np.asarray(model.order[...])
