@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install -q --disable-pip-version-check
 
-.PHONY: setup setup-dev run test test-all bench bench-gan bench-nade bench-ddpm bench-sweep bench-xla clean
+.PHONY: setup setup-dev run test test-all bench bench-gan bench-nade bench-ddpm bench-flow bench-sweep bench-xla clean
 setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev
 
@@ -43,6 +43,9 @@ bench-nade: setup-dev
 
 bench-ddpm: setup-dev
 	$(BIN)/python -m benchmarks.ddpm_throughput
+
+bench-flow: setup-dev
+	$(BIN)/python -m benchmarks.flow_throughput
 
 bench-xla: setup-dev
 	$(BIN)/python -m benchmarks.xla_cpu_options

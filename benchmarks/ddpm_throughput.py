@@ -40,6 +40,9 @@ import numpy as np
 from flax import nnx
 
 from benchmarks import common
+from benchmarks.torch_twin import (to_genjax_layout, torch_tensor, flat_params,
+                                   load_genjax_params, lr_factors, torch_grads_as_genjax,
+                                   torch_params_as_genjax)
 from configs import ddpm as ddpm_config
 from experiments import ddpm as ddpm_experiment
 from genjax import data as gdata
@@ -188,76 +191,6 @@ def make_torch_unet(image_shape, m):
             return self.conv_out(F.silu(self.norm_out(h)))
 
     return UNet()
-
-
-def flat_params(tree) -> dict:
-    """{path: array} of a genjax parameter state (or its gradients), path as in
-    ``nnx.State.flat_state()``: ("down", 0, "conv1", "kernel")."""
-    out = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        keys = tuple(getattr(k, "key", getattr(k, "idx", None)) for k in path
-                     if not (isinstance(k, jax.tree_util.GetAttrKey) and k.name == "value"))
-        out[keys] = np.asarray(leaf, np.float32)
-    return out
-
-
-def _torch_tensor(model, path):
-    """The torch parameter at a genjax path: kernel -> weight, scale -> weight."""
-    mod = model
-    for k in path[:-1]:
-        mod = mod[k] if isinstance(k, int) else getattr(mod, k)
-    return getattr(mod, {"kernel": "weight", "scale": "weight", "bias": "bias"}[path[-1]])
-
-
-def _to_torch_layout(a):
-    """conv kernel [kh, kw, in, out] -> [out, in, kh, kw]; dense [in, out] -> [out, in]."""
-    return a.transpose(3, 2, 0, 1) if a.ndim == 4 else a.T if a.ndim == 2 else a
-
-
-def _to_genjax_layout(a):
-    return a.transpose(2, 3, 1, 0) if a.ndim == 4 else a.T if a.ndim == 2 else a
-
-
-def load_genjax_params(model, params):
-    """Copies a genjax U-Net's parameters (its ``nnx.State``, or any pytree of that
-    structure) into the torch twin ``model`` in place; every torch parameter is set."""
-    import torch
-    flat = flat_params(params)
-    seen = set()
-    with torch.no_grad():
-        for path, a in flat.items():
-            p = _torch_tensor(model, path)
-            v = torch.from_numpy(np.array(_to_torch_layout(a), np.float32, order="C"))
-            if p.shape != v.shape:
-                raise ValueError(f"{'.'.join(map(str, path))}: torch {tuple(p.shape)} vs "
-                                 f"genjax {tuple(a.shape)}")
-            p.copy_(v)
-            seen.add(id(p))
-    missing = [n for n, p in model.named_parameters() if id(p) not in seen]
-    if missing:
-        raise ValueError(f"torch parameters without a genjax counterpart: {missing}")
-    return model
-
-
-def torch_grads_as_genjax(model, paths) -> dict:
-    """{path: the torch parameter's .grad in genjax's layout} for genjax ``paths``."""
-    # copies: clipping and the optimiser later change the tensors in place
-    return {p: _to_genjax_layout(_torch_tensor(model, p).grad.detach().cpu().numpy()).copy()
-            for p in paths}
-
-
-def torch_params_as_genjax(model, paths) -> dict:
-    return {p: _to_genjax_layout(_torch_tensor(model, p).detach().cpu().numpy()).copy()
-            for p in paths}
-
-
-def lr_factors(config) -> np.ndarray:
-    """genjax's learning-rate multiplier at each step (warmup, schedule), as the torch
-    loop applies it: [train.num_steps]."""
-    from genjax.train import make_optimizer
-    _, _, schedule = make_optimizer(config.optim, config.train.num_steps)
-    steps = jnp.arange(max(int(config.train.num_steps), 1))
-    return np.asarray(jax.vmap(lambda s: jnp.asarray(schedule(s), jnp.float32))(steps))
 
 
 def torch_setup(config, train_u8, device, params=None):
@@ -488,7 +421,7 @@ def peer_check(config=None, train_u8: np.ndarray | None = None, *, seed: int = 0
     w0, w1 = flat_params(params0), flat_params(new.params)
     w1_t = torch_params_as_genjax(model, paths)
     ema_j = flat_params(ema_params(new))
-    ema_t = {p: _to_genjax_layout(e.detach().numpy())
+    ema_t = {p: to_genjax_layout(e.detach().numpy())
              for p, e in zip(paths, _ema_in_order(model, ema, paths))}
     upd, ema_move, left_out, total = 0.0, 0.0, 0, 0
     for p in paths:
@@ -517,7 +450,7 @@ def peer_check(config=None, train_u8: np.ndarray | None = None, *, seed: int = 0
 def _ema_in_order(model, ema, paths):
     """The EMA tensors (kept in ``model.parameters()`` order) in the order of ``paths``."""
     index = {id(p): i for i, p in enumerate(model.parameters())}
-    return [ema[index[id(_torch_tensor(model, p))]] for p in paths]
+    return [ema[index[id(torch_tensor(model, p))]] for p in paths]
 
 
 # ----------------------------------------------------------------------------- genjax
