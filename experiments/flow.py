@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from typing import Callable, NamedTuple
 
 import jax
@@ -36,6 +35,7 @@ from flax import nnx
 from genjax import eval as geval
 from genjax import viz, xla
 from genjax.data import toy_density, transforms
+from genjax.eval import throughput
 from genjax.losses import flow as flow_loss
 from genjax.models import flow as fm
 from genjax.train import cli, config as cfglib, experiment, init_state, make_optimizer
@@ -61,6 +61,7 @@ def validate(config):
     cfglib.integer(config, "model.init_examples")
     cfglib.integer(config, "eval.batch_size")
     cfglib.integer(config, "eval.num_examples", minimum=0, why="0 = all")
+    cfglib.integer(config, "eval.train_examples", minimum=0, why="0 = skip")
     cfglib.integer(config, "plots.num_samples")
     cfglib.integer(config, "plots.grid", minimum=2)
     cfglib.number(config, "plots.temperature", low=0, low_open=True)
@@ -84,6 +85,8 @@ def validate_data(config, ds):
                            f"{h}x{w} images (the sides must divide by 2 per squeeze)")
     cfglib.at_most(config, "eval.num_examples", len(ds.test),
                    f"the test examples of {config.data.name!r} (0 = all)")
+    cfglib.at_most(config, "eval.train_examples", len(ds.train),
+                   f"the training examples of {config.data.name!r} (0 = skip)")
     cfglib.at_most(config, "model.init_examples", len(ds.train),
                    f"the training examples of {config.data.name!r}")
 
@@ -104,6 +107,8 @@ def make_model(config, ds):
     else:
         model = fm.VectorFlow(ds.example_shape, num_layers=m.layers, hidden=tuple(m.hidden),
                               **kw)
+    if m.name != "glow":
+        return model                  # only Glow has actnorm layers to initialise
     x = np.asarray(ds.train[:m.init_examples])
     if ds.kind == "image":
         u = transforms.dequantize_uniform(jax.random.key(1), x)
@@ -166,17 +171,19 @@ def build(config, ds) -> Built:
 
 
 def make_evaluate(config, ds, b: Built):
-    """evaluate(params, seed=config.seed) -> {"log_likelihood": mean nats}: the exact
-    log-likelihood of eval.num_examples test examples (images: one dequantisation per
-    example, fixed by the seed). One jitted function takes the parameters as an argument,
-    so every evaluation, and every setting of a sweep, reuses its program."""
+    """evaluate(params, data=None, seed=config.seed) -> {"log_likelihood": mean nats}: the
+    exact log-likelihood of eval.num_examples test examples, or of ``data`` (images: one
+    dequantisation per example, fixed by the seed). One jitted function takes the
+    parameters as an argument, so every evaluation, and every setting of a sweep, reuses
+    its program."""
     x_test = ds.test[:config.eval.num_examples or len(ds.test)]
 
     def per_example(params, x, key):
         return {"log_likelihood": b.log_prob_fn(params, x, key)}
 
-    def evaluate(params, seed=config.seed):
-        return geval.evaluate_dataset(per_example, x_test, jax.random.key(seed + 1),
+    def evaluate(params, data=None, seed=config.seed):
+        return geval.evaluate_dataset(per_example, x_test if data is None else data,
+                                      jax.random.key(seed + 1),
                                       batch_size=config.eval.batch_size, params=params)
 
     return evaluate
@@ -185,17 +192,25 @@ def make_evaluate(config, ds, b: Built):
 def final_metrics(config, ds, evaluate, params, seed) -> dict:
     """test/log_likelihood and test/nll (nats per example); images: test/bits_per_dim on
     the 8-bit scale; 2-D toys: test/true_log_likelihood (the true density's mean
-    log-density of the same test points) and test/gap_to_truth."""
-    metrics = {f"test/{k}": v for k, v in evaluate(params, seed=seed).items()}
-    ll = metrics["test/log_likelihood"]
-    metrics["test/nll"] = -ll
-    if ds.kind == "image":
-        metrics["test/bits_per_dim"] = -ll / (math.prod(ds.example_shape) * math.log(2))
-    elif config.data.name in toy_density.TOYS:
+    log-density of the same test points) and test/gap_to_truth; with
+    eval.train_examples, the same on that many training examples (train/...), to show
+    overfitting."""
+    splits = {"test": None}
+    if config.eval.train_examples:
+        splits["train"] = ds.train[:config.eval.train_examples]
+    metrics = {}
+    for split, data in splits.items():
+        ll = evaluate(params, data, seed=seed)["log_likelihood"]
+        metrics[f"{split}/log_likelihood"], metrics[f"{split}/nll"] = ll, -ll
+        if ds.kind == "image":
+            metrics[f"{split}/bits_per_dim"] = -ll / (math.prod(ds.example_shape)
+                                                      * math.log(2))
+    if ds.kind == "points" and config.data.name in toy_density.TOYS:
         x_test = ds.test[:config.eval.num_examples or len(ds.test)]
         metrics["test/true_log_likelihood"] = toy_density.expected_log_density(
             config.data.name, x_test)
-        metrics["test/gap_to_truth"] = metrics["test/true_log_likelihood"] - ll
+        metrics["test/gap_to_truth"] = (metrics["test/true_log_likelihood"]
+                                        - metrics["test/log_likelihood"])
     return metrics
 
 
@@ -220,12 +235,9 @@ def report(config, workdir, ds, b: Built, params) -> dict:
     density, samples) and the compiled sampler's throughput (samples/s, compile
     excluded)."""
     p = config.plots
-    sample = xla.jit(lambda k: b.sample_fn(params, k, p.num_samples))
-    key = jax.random.key(config.seed + 2)
-    jax.block_until_ready(sample(key))
-    t = time.perf_counter()
-    samples = np.asarray(jax.block_until_ready(sample(key)))
-    rate = p.num_samples / (time.perf_counter() - t)
+    samples, rate = throughput.timed_samples(
+        lambda k: b.sample_fn(params, k, p.num_samples), jax.random.key(config.seed + 2),
+        p.num_samples)
     if ds.kind == "points" and ds.example_shape == (2,):
         log_prob = xla.jit(lambda x: b.log_prob_fn(params, x, None))
         truth = None

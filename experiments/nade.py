@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import time
 from typing import Callable, NamedTuple
 
 import jax
@@ -34,6 +33,7 @@ from flax import nnx
 from genjax import eval as geval
 from genjax import viz, xla
 from genjax.data import transforms
+from genjax.eval import throughput
 from genjax.losses import autoregressive as ar
 from genjax.models.fvbn import FVBN
 from genjax.models.made import MADE, ORDERINGS
@@ -263,12 +263,9 @@ def report(config, workdir, ds, b: Built, params) -> dict:
     """The samples figure (samples.png for images, density.png for 2-D points) and the
     compiled sampler's throughput (samples per second, compile excluded)."""
     p = config.plots
-    sample = xla.jit(lambda k: b.sample_fn(params, k, p.num_samples))
-    key = jax.random.key(config.seed + 2)
-    jax.block_until_ready(sample(key))
-    t = time.perf_counter()
-    samples = np.asarray(jax.block_until_ready(sample(key)))
-    rate = p.num_samples / (time.perf_counter() - t)
+    samples, rate = throughput.timed_samples(
+        lambda k: b.sample_fn(params, k, p.num_samples), jax.random.key(config.seed + 2),
+        p.num_samples)
     if ds.kind == "points" and ds.example_shape != (2,):
         pass                                 # density.png draws 2-D points only
     elif ds.kind == "points":

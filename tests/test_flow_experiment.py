@@ -146,6 +146,7 @@ def test_bad_settings_fail_before_anything_is_built(tmp_path, changes, field):
     ({"model.name": "glow", "model.levels": 4}, "model.levels", "at most 3 levels for 8x8"),
     ({"model.init_examples": 5000}, "model.init_examples", "1438"),
     ({"eval.num_examples": 360}, "eval.num_examples", "test examples"),
+    ({"eval.train_examples": 1439}, "eval.train_examples", "training examples"),
 ])
 def test_settings_that_do_not_fit_the_data_are_one_line_errors(tmp_path, changes, field,
                                                                words):

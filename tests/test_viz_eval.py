@@ -79,3 +79,20 @@ def test_the_sweep_figure_has_a_heat_map_for_two_swept_fields(tmp_path):
     path = viz_sweep.sweep_figure(str(tmp_path / "s.png"), rows, fields, "m",
                                   curves={"00": ([1, 2], [3.0, 2.0])})
     assert os.path.getsize(path) > 1000
+
+
+def test_the_sweep_heat_map_takes_tuple_fields_read_back_from_json():
+    """A swept tuple field (model.hidden) comes back from sweep.json as a list: the heat
+    map still groups the settings by it (it once failed with 'unhashable type: list')."""
+    from genjax.viz import sweep as viz_sweep
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [{"name": f"{i}", "setting": {"model.hidden": list(h), "optim.lr": lr},
+             "metrics": {"m": sum(h) * lr}}
+            for i, (h, lr) in enumerate((h, lr) for h in ((8, 8), (16, 16))
+                                        for lr in (1.0, 2.0))]
+    fig, ax = plt.subplots()
+    viz_sweep._heat_map(ax, rows, ["model.hidden", "optim.lr"], "m")
+    np.testing.assert_allclose(ax.images[0].get_array(), [[16, 32], [32, 64]])
+    plt.close(fig)

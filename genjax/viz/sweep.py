@@ -29,13 +29,15 @@ def _heat_map(ax, rows: list, pair: list, metric: str) -> None:
     swept too); a cell whose settings all diverged says so."""
     values = []
     for f in pair:
-        vs = sorted({r["setting"][f] for r in rows}, key=lambda v: (str(type(v)), v))
+        vs = sorted({_hashable(r["setting"][f]) for r in rows},
+                    key=lambda v: (str(type(v)), v))
         values.append(vs)
     grid = np.full((len(values[0]), len(values[1])), np.nan)
     for i, a in enumerate(values[0]):
         for j, b in enumerate(values[1]):
             ys = [r["metrics"].get(metric, math.nan) for r in rows
-                  if r["setting"][pair[0]] == a and r["setting"][pair[1]] == b]
+                  if _hashable(r["setting"][pair[0]]) == a
+                  and _hashable(r["setting"][pair[1]]) == b]
             ys = [y for y in ys if math.isfinite(y)]
             grid[i, j] = np.mean(ys) if ys else np.nan
     im = ax.imshow(grid, cmap="viridis", aspect="auto", origin="lower")
@@ -53,6 +55,12 @@ def _heat_map(ax, rows: list, pair: list, metric: str) -> None:
     ax.set_title(metric + (" (mean over seeds)" if any("seed" in r["setting"] for r in rows)
                            else ""), fontsize=8)
     ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+
+
+def _hashable(v):
+    """A setting's value as a set member: tuple fields (model.hidden) come back from JSON
+    as lists."""
+    return tuple(_hashable(x) for x in v) if isinstance(v, (list, tuple)) else v
 
 
 def _label(v) -> str:
