@@ -77,7 +77,7 @@ def test_same_groups_and_epsilon_in_every_group_norm():
     norms = [(path, mod) for path, mod in nnx.iter_graph(net) if isinstance(mod, GroupNorm)]
     assert len(norms) == sum(isinstance(mod, torch.nn.GroupNorm) for mod in model.modules())
     for path, mod in norms:
-        twin = dt._torch_tensor(model, (*path, "scale"))
+        twin = dt.torch_tensor(model, (*path, "scale"))
         owner = [m for m in model.modules() if getattr(m, "weight", None) is twin][0]
         assert (owner.num_groups, owner.num_channels) == (mod.num_groups, mod.num_features)
         assert owner.eps == mod.epsilon == 1e-6

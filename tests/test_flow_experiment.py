@@ -75,6 +75,7 @@ def test_quick_flow_writes_samples_checkpoints_and_logs(quick_digits):
     assert any("bits_per_dim" in json.dumps(r) for r in rows)
 
 
+@pytest.mark.slow
 def test_quick_flow_on_a_toy_approaches_the_true_density(tmp_path):
     """On two_moons the report puts the true density's test log-likelihood next to the
     flow's; 500 steps of 6 spline couplings close more than half of the untrained flow's
@@ -93,6 +94,7 @@ def test_quick_flow_on_a_toy_approaches_the_true_density(tmp_path):
     assert img.ndim == 3 and img.std() > 10
 
 
+@pytest.mark.slow
 def test_a_resumed_run_ends_as_the_uninterrupted_one(tmp_path):
     """50 steps, stop, then resume to 100: the same test log-likelihood as 100 steps in
     one go (actnorm's initialisation and every key depend on the seed and step alone)."""
@@ -105,6 +107,7 @@ def test_a_resumed_run_ends_as_the_uninterrupted_one(tmp_path):
                                rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_sweep_over_seeds_and_learning_rates_is_one_program(tmp_path):
     """Seeds and learning rates share one compiled program (the flows' fixed parts do not
     depend on the seed), and each setting equals its single run up to float32
@@ -170,6 +173,7 @@ def test_user_images_outside_8_bits_and_nan_points_are_clear_errors(tmp_path):
         flow_loss.check_images_u8(np.array([[[[300]]]]))
 
 
+@pytest.mark.slow
 def test_non_finite_training_stops_with_the_step_and_metric_named(tmp_path):
     """A learning rate that blows the flow up: the loop stops with a one-line report
     naming the step and the metric, not a NaN in results.json."""
