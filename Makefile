@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install -q --disable-pip-version-check
 
-.PHONY: setup setup-dev run test test-all bench bench-gan bench-nade bench-ddpm bench-flow bench-sweep bench-xla clean
+.PHONY: setup setup-dev run test test-all bench bench-gan bench-nade bench-ddpm bench-flow bench-sweep bench-xla bench-mcmc clean
 setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev
 
@@ -55,3 +55,6 @@ bench-sweep: setup-dev
 
 clean:
 	rm -rf runs
+
+bench-mcmc: setup-dev
+	$(BIN)/python -m benchmarks.mcmc_throughput

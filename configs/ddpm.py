@@ -41,7 +41,7 @@ def _gpu(c):
                    checkpoint_every=5000)
     c.optim.update(warmup_steps=1000)
     c.eval.update(bound_examples=1000, bound_t=999, batch_size=250, fd_samples=1000,
-                  ancestral_fd_samples=1000)
+                  ancestral_fd_samples=1000, pc_fd_samples=1000)
 
 
 def _cifar10(c):
@@ -77,10 +77,13 @@ def get_config(arg=None):
     c.ema = ml_collections.ConfigDict(dict(decay=0.995))
     # bound_examples: test images for the bits/dim bound (0 = all), bound_t strata each;
     # fd_samples: DDIM samples for the classifier Fréchet distance (0 = skip);
-    # ancestral_fd_samples: the same for the T-step ancestral sampler (slow on a CPU)
+    # ancestral_fd_samples: the same for the T-step ancestral sampler (slow on a CPU);
+    # pc_fd_samples: the same for predictor-corrector sampling (0 = skip: T steps, each
+    # followed by pc_corrector_steps Langevin steps with the U-Net read as a score)
     c.eval = ml_collections.ConfigDict(dict(
         bound_examples=200, bound_t=50, batch_size=100, fd_samples=500,
-        ancestral_fd_samples=100, ddim_steps=50, ddim_eta=0.0, classifier_dir="",
+        ancestral_fd_samples=100, ddim_steps=50, ddim_eta=0.0, pc_fd_samples=0,
+        pc_corrector_steps=1, pc_snr=0.16, classifier_dir="",
         classifier_steps=3000))
     c.plots = ml_collections.ConfigDict(dict(num_samples=64, trajectory_images=8,
                                              trajectory_frames=10))

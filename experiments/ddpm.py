@@ -32,8 +32,8 @@ from genjax.eval import map_dataset, map_dataset_stacked, sample_quality
 from genjax.nn.unet import UNet
 from genjax.train import cli, config as cfglib, experiment, init_state, make_optimizer
 from genjax.train import make_train_step, sweep_spec, train
-from genjax.train.ema import ema_params, ema_step, with_ema
-from genjax.train.state import TrainState
+from genjax.train.ema import (average_in_params, ema_params, ema_step,
+                              step_with_average_in_params, with_ema)
 from genjax.train.sweep import Program, SweepParts, run_sweep
 from genjax.train.writers import log
 
@@ -63,7 +63,11 @@ def validate(config):
                      example="'(14,)'", what="image sides with self-attention")
     cfglib.in_range(config, "model.dropout", 0, 1)
     cfglib.in_range(config, "ema.decay", 0, 1)
-    for f in ("eval.bound_examples", "eval.fd_samples", "eval.ancestral_fd_samples"):
+    cfglib.integer(config, "eval.pc_corrector_steps", minimum=0,
+                   why="Langevin corrector steps after each ancestral step")
+    cfglib.number(config, "eval.pc_snr", low=0, low_open=True)
+    for f in ("eval.bound_examples", "eval.fd_samples", "eval.ancestral_fd_samples",
+              "eval.pc_fd_samples"):
         cfglib.integer(config, f, minimum=0, why="0 = all" if f == "eval.bound_examples"
                        else "0 = skip")
     cfglib.integer(config, "eval.bound_t", maximum=d.num_steps - 1,
@@ -89,7 +93,8 @@ def validate_data(config, ds):
                    + ", ".join(map(str, sides)) + " (or () for none)")
     cfglib.at_most(config, "eval.bound_examples", len(ds.test),
                    f"the test images of {config.data.name!r} (0 = all)")
-    cfglib.validate_fd(config, ds, ("eval.fd_samples", "eval.ancestral_fd_samples"))
+    cfglib.validate_fd(config, ds, ("eval.fd_samples", "eval.ancestral_fd_samples",
+                                    "eval.pc_fd_samples"))
 
 
 def _check_unet_sides(config, ds):
@@ -181,8 +186,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 
 def make_samplers(config, graphdef, params, schedule, example_shape):
-    """{"ancestral": f, "ddim": f} with f(key, n) -> images [n, *E] in [0, 1] (jitted
-    once per n)."""
+    """{"ancestral": f, "ddim": f, "pc": f} with f(key, n) -> images [n, *E] in [0, 1]
+    (jitted once per n); "pc" is predictor-corrector sampling with the U-Net read as a
+    score (`genjax.diffusion.score`: eval.pc_corrector_steps Langevin steps at
+    signal-to-noise eval.pc_snr after each ancestral step)."""
     d, e = config.diffusion, config.eval
     common = dict(prediction=d.prediction, clip=d.clip)
 
@@ -191,13 +198,18 @@ def make_samplers(config, graphdef, params, schedule, example_shape):
         shape = (n, *example_shape)
         if name == "ancestral":
             x = samplers.ancestral(key, unet, schedule, shape, variance=d.variance, **common)
+        elif name == "pc":
+            x = diffusion.score.predictor_corrector(
+                key, unet, schedule, shape, variance=d.variance,
+                corrector_steps=e.pc_corrector_steps, snr=e.pc_snr, **common)
         else:
             x = samplers.ddim(key, unet, schedule, shape, num_steps=e.ddim_steps,
                               eta=e.ddim_eta, **common)
         return (x + 1) / 2
 
     jitted = xla.jit(run, static_argnums=(0, 3))
-    return {name: functools.partial(jitted, name, params) for name in ("ancestral", "ddim")}
+    return {name: functools.partial(jitted, name, params)
+            for name in ("ancestral", "ddim", "pc")}
 
 
 def _draw(fn, key, n, batch):
@@ -212,13 +224,16 @@ def report(config, workdir, ds, graphdef, params, schedule) -> dict:
     fns = make_samplers(config, graphdef, params, schedule, ds.example_shape)
     unet = nnx.merge(graphdef, params)
     key = jax.random.key(config.seed + 2)
-    counts = {"ancestral": e.ancestral_fd_samples, "ddim": e.fd_samples}
+    counts = {"ancestral": e.ancestral_fd_samples, "ddim": e.fd_samples,
+              "pc": e.pc_fd_samples}
     clf = None
     if any(counts.values()):
         clf = sample_quality.get_classifier(config.data.name, e.classifier_dir or None,
                                             num_steps=e.classifier_steps)
     out = {} if clf is None else {"test/classifier_accuracy": clf.test_accuracy}
     for name, fn in fns.items():         # one draw per sampler: the grid is its first images
+        if name == "pc" and not counts[name]:
+            continue                         # T steps and the correctors: only when asked
         n = max(p.num_samples, counts[name])
         t0 = time.perf_counter()
         x = _draw(fn, key, n, max(p.num_samples, 2 * e.batch_size))
@@ -245,25 +260,6 @@ def report(config, workdir, ds, graphdef, params, schedule) -> dict:
     return out
 
 
-def _average_in_params(state: TrainState) -> TrainState:
-    """`build`'s state with the EMA moved from opt_state into params: {"params", "ema"}
-    (a sweep evaluates its settings' params, and the DDPM is evaluated on the average)."""
-    inner, ema = state.opt_state
-    return state._replace(params={"params": state.params, "ema": ema}, opt_state=inner)
-
-
-def _step_with_average_in_params(step):
-    """`build`'s step for states of `_average_in_params`: the same computation."""
-
-    def wrapped(state: TrainState, batch, key):
-        p = state.params
-        new, metrics = step(state._replace(params=p["params"],
-                                           opt_state=(state.opt_state, p["ema"])), batch, key)
-        return _average_in_params(new), metrics
-
-    return wrapped
-
-
 def prepare_sweep_program(config, workdir: str) -> Program:
     """One compiled program of a sweep (`genjax.train.sweep`): the data, the step of
     ``config`` and, per setting, `build`'s state and `make_evaluate`'s test bound of its
@@ -281,8 +277,8 @@ def prepare_sweep_program(config, workdir: str) -> Program:
         return [{f"test/{k}": v for k, v in m.items()}
                 for m in ev.stacked(params["ema"], [c.seed for c in setting_configs])]
 
-    return Program(init=lambda c: _average_in_params(build(c, ds.example_shape)[1]),
-                   step_fn=_step_with_average_in_params(step), train_data=ds.train,
+    return Program(init=lambda c: average_in_params(build(c, ds.example_shape)[1]),
+                   step_fn=step_with_average_in_params(step), train_data=ds.train,
                    evaluate=evaluate, evaluate_stacked=evaluate_stacked)
 
 

@@ -30,7 +30,7 @@ from genjax.train import ConfigError
 from genjax.train import config as cfglib, experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAMILIES = ("vae", "nade", "gan", "ddpm", "gmm", "flow")
+FAMILIES = ("vae", "nade", "gan", "ddpm", "gmm", "flow", "score", "ebm")
 CONFIGS = {f: importlib.import_module(f"configs.{f}") for f in FAMILIES}
 EXPERIMENTS = {f: importlib.import_module(f"experiments.{f}") for f in FAMILIES}
 

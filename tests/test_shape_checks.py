@@ -16,10 +16,10 @@ from genjax import distributions as dist
 from genjax import losses
 from genjax.diffusion.schedules import make_schedule
 from genjax.losses import autoregressive as ar
-from genjax.losses import ddpm, flow, gan, gmm, vae
+from genjax.losses import ddpm, ebm, flow, gan, gmm, score, vae
 from genjax.shapes import Shapes
 
-MODULES = (dist, vae, gmm, gan, ar, ddpm, flow)
+MODULES = (dist, vae, gmm, gan, ar, ddpm, flow, score, ebm)
 # Public functions with no array shape to get wrong, and why.
 EXEMPT = {
     gan.log_d: "element-wise on one array of any shape",
@@ -46,8 +46,9 @@ def const(*shape):
 
 
 # B = 4, D = 3, Z = 2 (VAE, autoregressive); N = 5, D = 2, K = 3 (mixtures);
-# B = 2, E = (4, 4, 1) (DDPM). Each row: (function, call with one mismatched argument,
-# the argument's name in the message, its shape, the expected shape as the message puts it)
+# B = 2, E = (4, 4, 1) (DDPM); B = 4, E = (3,), L = 3 (score matching). Each row:
+# (function, call with one mismatched argument, the argument's name in the message, its
+# shape, the expected shape as the message puts it)
 X43 = z(4, 3)
 NADE = dict(W=z(2, 3), c=z(2), V=z(3, 2), b=z(3))
 RNADE = dict(W=z(2, 3), c=z(2), V=z(3, 2, 6), b=z(3, 6), rho=z(3))
@@ -193,6 +194,27 @@ CASES = [
      "log_prob_fn(y)", (2, 4, 4, 1), "(2,)"),
     (flow.flow_nll, lambda: flow.flow_nll(z(), KEY, log_prob_fn=const(1)), "x_u8", (),
      "[B, *E]"),
+    # ---------------------------------------------------------------- score matching
+    (score.geometric_sigmas, lambda: score.geometric_sigmas(1.0, 0.01, (3,)),
+     "num", (3,), "int >= 1"),
+    # a score [B, 1] would broadcast against the noise [B, D] in || sigma s + z ||^2
+    (score.denoising_score_matching, lambda: score.denoising_score_matching(
+        X43, KEY, score_fn=const(4, 1), sigmas=z(3)),
+     "score_fn(x_noisy, level)", (4, 1), "(4, 3)"),
+    (score.dsm_per_level, lambda: score.dsm_per_level(X43, KEY, score_fn=const(4, 3),
+                                                      sigmas=z(3, 1)),
+     "sigmas", (3, 1), "[L]: 1 axis"),
+    (score.sliced_score_matching, lambda: score.sliced_score_matching(
+        X43, KEY, score_fn=lambda x: x[:1]), "score_fn(x)", (1, 3), "(4, 3)"),
+    (score.exact_score_matching, lambda: score.exact_score_matching(
+        X43, score_fn=lambda x: x.sum(-1)), "score_fn(x)", (4,), "(4, 3)"),
+    # ------------------------------------------------------------------ energy-based
+    # negatives of another event shape would be scored by a different energy input
+    (ebm.contrastive_divergence, lambda: ebm.contrastive_divergence(
+        X43, z(5, 2), energy_fn=lambda x: x.sum(-1)), "x_neg", (5, 2), "(M, 3)"),
+    # a per-dimension energy [N, D] would be averaged as if it were per example
+    (ebm.contrastive_divergence, lambda: ebm.contrastive_divergence(
+        X43, z(5, 3), energy_fn=lambda x: x), "energy_fn(x)", (9, 3), "(9,)"),
 ]
 
 
@@ -255,6 +277,11 @@ def test_the_rows_are_mismatches_the_same_call_accepts_when_fixed():
         lambda: ddpm.vlb_terms(X0, KEY, model_fn=const(2, 4, 4, 1), schedule=SCHEDULE,
                                num_t=2),
         lambda: ddpm.normal_kl(z(2, 3), z(2, 1), z(2, 3), 0.0),
+        lambda: score.denoising_score_matching(X43, KEY, score_fn=const(4, 3), sigmas=z(3)),
+        lambda: score.dsm_per_level(X43, KEY, score_fn=const(4, 3), sigmas=z(3)),
+        lambda: score.sliced_score_matching(X43, KEY, score_fn=jnp.tanh, num_projections=2),
+        lambda: score.exact_score_matching(X43, score_fn=jnp.tanh),
+        lambda: ebm.contrastive_divergence(X43, z(5, 3), energy_fn=lambda x: x.sum(-1)),
     ]
     for call in ok:
         jax.eval_shape(call)

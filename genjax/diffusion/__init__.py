@@ -1,7 +1,10 @@
 """Denoising diffusion: schedules, the forward process and its posterior, the reverse
-process of a denoiser, and samplers. Objectives are in `genjax.losses.ddpm`."""
+process of a denoiser, samplers, and the denoiser read as a score (`score`: Tweedie's
+link to score matching, predictor-corrector sampling). Objectives are in
+`genjax.losses.ddpm` (and `genjax.losses.score`)."""
 
-from genjax.diffusion import forward, reverse, samplers, schedules
+from genjax.diffusion import forward, reverse, samplers, schedules, score
 from genjax.diffusion.schedules import Schedule, make_schedule
 
-__all__ = ["Schedule", "forward", "make_schedule", "reverse", "samplers", "schedules"]
+__all__ = ["Schedule", "forward", "make_schedule", "reverse", "samplers", "schedules",
+           "score"]

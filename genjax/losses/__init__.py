@@ -1,10 +1,11 @@
 """Pure objectives, one file per family. Every function takes arrays and plain callables
 and documents its shapes; units are nats unless a name says bits."""
 
-from genjax.losses import autoregressive, ddpm, flow, gan, gmm
+from genjax.losses import autoregressive, ddpm, ebm, flow, gan, gmm, score
 from genjax.losses.autoregressive import (fvbn_log_likelihood, nade_log_likelihood,
                                           nade_log_likelihood_naive, rnade_log_likelihood)
 from genjax.losses.ddpm import bits_per_dim, noise_loss, vlb_terms
+from genjax.losses.ebm import contrastive_divergence
 from genjax.losses.flow import dequantized_log_likelihood, flow_nll
 from genjax.losses.gan import (discriminator_loss, generator_loss_non_saturating,
                                generator_loss_saturating, gradient_penalty,
@@ -15,6 +16,9 @@ from genjax.losses.gmm import bernoulli_mixture_log_likelihood
 from genjax.losses.gmm import elbo as gmm_elbo
 from genjax.losses.gmm import log_likelihood as gmm_log_likelihood
 from genjax.losses.gmm import responsibilities as gmm_responsibilities
+from genjax.losses.score import (denoising_score_matching, dsm_per_level,
+                                  exact_score_matching, geometric_sigmas,
+                                  sliced_score_matching)
 from genjax.losses.vae import (autoencoder_loss, elbo, elbo_terms, iw_log_weights, iwae_bound,
                                iwae_bound_terms, log_likelihood)
 
@@ -28,4 +32,6 @@ __all__ = ["autoregressive", "flow", "gan", "fvbn_log_likelihood", "nade_log_lik
            "elbo", "elbo_terms", "gmm", "noise_loss", "vlb_terms",
            "dequantized_log_likelihood", "flow_nll",
            "gmm_elbo", "gmm_log_likelihood", "gmm_responsibilities", "iw_log_weights", "iwae_bound",
-           "iwae_bound_terms", "log_likelihood"]
+           "iwae_bound_terms", "log_likelihood",
+           "score", "denoising_score_matching", "dsm_per_level", "exact_score_matching",
+           "geometric_sigmas", "sliced_score_matching", "ebm", "contrastive_divergence"]

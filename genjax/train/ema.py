@@ -51,3 +51,23 @@ def ema_step(step: Callable) -> Callable:
         return new._replace(opt_state=(new.opt_state, ema)), metrics
 
     return wrapped
+
+
+def average_in_params(state: TrainState) -> TrainState:
+    """A `with_ema` state with the average moved from opt_state into params: {"params",
+    "ema"} (a sweep evaluates each setting's ``params``, and families sampled from the
+    average evaluate ``params["ema"]``)."""
+    inner, ema = state.opt_state
+    return state._replace(params={"params": state.params, "ema": ema}, opt_state=inner)
+
+
+def step_with_average_in_params(step: Callable) -> Callable:
+    """An `ema_step` for states of `average_in_params`: the same computation."""
+
+    def wrapped(state: TrainState, batch, key):
+        p = state.params
+        new, metrics = step(state._replace(params=p["params"],
+                                           opt_state=(state.opt_state, p["ema"])), batch, key)
+        return average_in_params(new), metrics
+
+    return wrapped
