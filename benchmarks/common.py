@@ -373,3 +373,14 @@ def parse_positive(p, argv, names: Sequence[str] = ("repeats",)):
         if value is not None and value < 1:
             p.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     return args
+
+
+def set_cpu_devices(n: int) -> bool:
+    """Asks jax for ``n`` CPU devices; must run before jax initialises its backends.
+    Returns whether the setting took effect."""
+    import jax
+    try:
+        jax.config.update("jax_num_cpu_devices", int(n))
+    except RuntimeError:              # backends already initialised (e.g. under pytest)
+        return False
+    return True

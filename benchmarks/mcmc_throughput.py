@@ -86,17 +86,6 @@ def _torch():
     return torch
 
 
-def set_cpu_devices(n: int) -> bool:
-    """Asks jax for ``n`` CPU devices; must run before jax initialises its backends.
-    Returns whether the setting took effect."""
-    import jax
-    try:
-        jax.config.update("jax_num_cpu_devices", int(n))
-    except RuntimeError:              # backends already initialised (e.g. under pytest)
-        return False
-    return True
-
-
 # ---------------------------------------------------------------------------- problem
 
 @dataclasses.dataclass(frozen=True)
@@ -725,7 +714,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    set_cpu_devices(args.cpu_devices or common.core_count())
+    common.set_cpu_devices(args.cpu_devices or common.core_count())
     q = args.quick
     record = run_benchmark(chains=args.chains or (QUICK["chains"] if q else DEFAULTS["chains"]),
                            repeats=args.repeats or (2 if q else 7), quick=q,

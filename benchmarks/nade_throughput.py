@@ -55,17 +55,6 @@ def _torch():
     return torch
 
 
-def set_cpu_devices(n: int) -> bool:
-    """Asks jax for ``n`` CPU devices; must run before jax initialises its backends.
-    Returns whether the setting took effect."""
-    import jax
-    try:
-        jax.config.update("jax_num_cpu_devices", int(n))
-    except RuntimeError:              # backends already initialised (e.g. under pytest)
-        return False
-    return True
-
-
 # ------------------------------------------------------------------------------ setup
 
 def setup(batch_size: int):
@@ -331,7 +320,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    set_cpu_devices(args.cpu_devices or common.core_count())
+    common.set_cpu_devices(args.cpu_devices or common.core_count())
     repeats = args.repeats or (2 if args.quick else 7)
     batch = args.batch_size
     record = run_benchmark(batch_size=batch, repeats=repeats, quick=args.quick,

@@ -47,9 +47,12 @@ def _toy(c, name):
 
 def _images(c, buffer: bool = True):
     c.data.update(name="mnist5k", preprocess="symmetric")
-    c.model.update(channels=16, levels=2, data_noise=0.03)
-    c.loss.alpha = 1.0
-    c.sampler.update(step_size=2.0, noise_scale=0.01, num_steps=20, clip_score=0.0,
+    c.model.update(channels=16, levels=2, data_noise=0.005)
+    c.loss.alpha = 0.1
+    # the drift h/2 * score = 10 * (-grad E) clipped to 0.03 per pixel, noise 0.005 (the
+    # decoupled dynamics of Du & Mordatch 2019); with h = 2, noise 0.01, no clipping and
+    # alpha = 1 the chains never left the uniform noise (FD 1,152 after 2,000 steps)
+    c.sampler.update(step_size=20.0, noise_scale=0.005, num_steps=20, clip_score=0.03,
                      low=-1.0, high=1.0, buffer_size=5000 if buffer else 0, reinit=0.05)
     c.optim.update(lr=1e-4, b1=0.0, b2=0.999, warmup_steps=0)
     c.train.update(num_steps=2000, batch_size=64, steps_per_dispatch=50,
@@ -65,6 +68,7 @@ def _mnist5k(c):
 def _short_run(c):
     _images(c, buffer=False)
     c.sampler.num_steps = 40
+    c.train.num_steps = 1000
     c.eval.eval_steps = 40
 
 

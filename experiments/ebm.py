@@ -13,10 +13,11 @@ quick (see configs/ebm.py). After training:
 
   2-D points: the test log-likelihood of the model normalised on a grid over the sampler's
   box (sampler.low .. sampler.high per axis; the model is a density on that box), the true
-  density's on the same points and KL(true || model) on the grid; eval.num_samples samples
-  of eval.eval_steps Langevin steps from noise: mode coverage (eight_gaussians) and the
-  histogram distance to the true density; density.png (data, true density, the EBM's
-  density, samples);
+  density's on the same points and KL(true || model) on the grid; for eval.num_samples
+  samples of eval.eval_steps Langevin steps from noise (samples/...) and for as many
+  replay-buffer entries, the persistent chains (buffer/...): mode coverage
+  (eight_gaussians) and the histogram distance to the true density; density.png (data,
+  true density, the EBM's density, buffer samples);
   images: samples of eval.eval_steps steps from noise (short-run), their classifier
   Fréchet distance, samples.png, replay_buffer.png and langevin_chain.png.
 
@@ -260,23 +261,39 @@ def report(config, workdir, ds, energy_of, state) -> dict:
                 "samples")
         return out
     x = x[:e.num_samples]
-    name, truth = config.data.name, None
-    if name == "eight_gaussians":
-        m = gan_toy.mode_metrics(x, eight_gaussians_centres(), std=EIGHT_GAUSSIANS_STD)
-        out.update({f"samples/{k}": v for k, v in m.items()
-                    if not k.startswith("mode_share")})
-    if name in toy_density.TOYS:
-        truth = functools.partial(toy_density.log_density, name)
-        out["samples/histogram_tv"] = grid_density.histogram_tv(x, truth, extent=box(config))
+    name = config.data.name
+    truth = (functools.partial(toy_density.log_density, name)
+             if name in toy_density.TOYS else None)
+    out.update(_point_sample_metrics(config, ds, x, "samples", truth))
+    if len(buf):         # the persistent chains: the model's long-run samples
+        out.update(_point_sample_metrics(config, ds, buf[:e.num_samples], "buffer", truth))
+    if truth is not None:
         out["test/histogram_tv"] = grid_density.histogram_tv(ds.test[:len(x)], truth,
                                                              extent=box(config))
     neg = xla.jit(lambda q: -energy_of(state.params)(q))
     log_z = grid_density.grid_log_normaliser(neg, box(config), size=e.grid)
+    shown = buf if len(buf) else x
     density.density_figure(
         os.path.join(workdir, "density.png"), log_prob=lambda q: np.asarray(neg(q)) - log_z,
-        data=ds.train[:5000], samples=x[:p.num_samples], size=p.grid, true_log_prob=truth,
-        title=f"EBM on {name} ({config.sampler.num_steps} Langevin steps per update, "
-              f"buffer {config.sampler.buffer_size})")
+        data=ds.train[:5000], samples=shown[:p.num_samples], size=p.grid,
+        true_log_prob=truth,
+        title=f"EBM on {name} ({config.sampler.num_steps} Langevin steps per update; "
+              + ("samples: the replay buffer)" if len(buf) else
+                 f"samples: {e.eval_steps} steps from noise)"))
+    return out
+
+
+def _point_sample_metrics(config, ds, x, prefix: str, truth) -> dict:
+    """Mode coverage (eight_gaussians) and the histogram distance to the true density
+    (toys) of 2-D samples x, under ``prefix``/."""
+    out = {}
+    if config.data.name == "eight_gaussians":
+        m = gan_toy.mode_metrics(x, eight_gaussians_centres(), std=EIGHT_GAUSSIANS_STD)
+        out.update({f"{prefix}/{k}": v for k, v in m.items()
+                    if not k.startswith("mode_share")})
+    if truth is not None:
+        out[f"{prefix}/histogram_tv"] = grid_density.histogram_tv(x, truth,
+                                                                  extent=box(config))
     return out
 
 

@@ -34,6 +34,7 @@ def _common_fields(r):
         assert row["loss_rel_diff"] < 1e-5 and row["grad_max_rel_diff"] < 1e-4
 
 
+@pytest.mark.slow          # the benchmark's command line, as the other benchmarks'
 def test_quick_cli_sweep_vs_sequential(tmp_path):
     out = tmp_path / "results" / "sweep.json"        # the folder does not exist yet
     stdout, r = run_quick("benchmarks.sweep_throughput", out, timeout=300)
