@@ -143,10 +143,12 @@ def build(config, ds):
             x = x + config.model.data_noise * jax.random.normal(k_noise, x.shape)
         return x
 
-    buffer = init_fn(jax.random.key(config.seed + 7), s.buffer_size)
+    buffer = init_fn(jax.random.key(config.seed + 7), s.buffer_size) if s.buffer_size \
+        else None
     state = with_replay(init_state(params, tx, hparams), buffer)
     step = make_ebm_step(energy_of=energy_of, tx=tx, init_fn=init_fn, positives=positives,
-                         num_steps=s.num_steps, reinit=s.reinit, lr_schedule=lr_schedule,
+                         num_steps=s.num_steps, reinit=s.reinit,
+                         persistent=bool(s.buffer_size), lr_schedule=lr_schedule,
                          **_sampler_kw(config))
     return graphdef, state, step, energy_of
 
@@ -235,7 +237,7 @@ def report(config, workdir, ds, energy_of, state) -> dict:
                         for i in range(0, n, e.batch_size)])
     out = {"samples/finite_fraction": float(np.all(np.isfinite(
         x.reshape(len(x), -1)), -1).mean())}
-    buf = np.asarray(replay_buffer(state))
+    buf = np.asarray(replay_buffer(state)) if config.sampler.buffer_size else np.zeros(0)
     if ds.kind == "image":
         scale = max(2, 56 // ds.example_shape[0])
         unit = (x + 1) / 2

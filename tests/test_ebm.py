@@ -131,7 +131,7 @@ def _uniform_init(low, high):
 
 def test_negatives_start_from_the_buffer_or_from_noise():
     """reinit = 0: every chain starts at its buffer entry (one Langevin step of size 1e-12
-    stays there); reinit = 1: every chain starts from init_fn; an empty buffer: init_fn."""
+    stays there); reinit = 1: every chain starts from init_fn; no buffer: init_fn."""
     buffer = jnp.arange(20.0).reshape(10, 2)
     init = _uniform_init(100.0, 101.0)
     kw = dict(batch=6, init_fn=init, num_steps=1, step_size=1e-12, noise_scale=None,
@@ -142,7 +142,7 @@ def test_negatives_start_from_the_buffer_or_from_noise():
     assert len(set(np.asarray(idx).tolist())) > 1
     x, _ = negatives(jax.random.key(0), energy, buffer, reinit=1.0, **kw)
     assert np.all(np.asarray(x) >= 100.0)
-    x, _ = negatives(jax.random.key(0), energy, jnp.zeros((0, 2)), reinit=0.0, **kw)
+    x, _ = negatives(jax.random.key(0), energy, None, reinit=0.0, **kw)
     assert np.all(np.asarray(x) >= 100.0)
 
 

@@ -177,3 +177,16 @@ def test_a_diverging_ebm_stops_with_the_step_and_metric_named(tmp_path):
     config = ebm_quick(**{"optim.lr": 1e6, "loss.alpha": 0.0, "optim.grad_clip": 0.0})
     with pytest.raises(NonFiniteError, match="at step"):
         ebm_experiment.train_and_evaluate(config, str(tmp_path))
+
+
+@pytest.mark.slow
+def test_short_run_ebm_without_a_buffer_trains_checkpoints_and_resumes(tmp_path):
+    """sampler.buffer_size = 0: every chain starts from noise; the state keeps a
+    placeholder where the buffer would be (checkpoints cannot hold empty arrays), so
+    saving and resuming work as with a buffer."""
+    config = ebm_quick(**{"sampler.buffer_size": 0, "eval.num_samples": 100,
+                          "eval.eval_steps": 10})
+    m = ebm_experiment.train_and_evaluate(config, str(tmp_path))
+    assert np.isfinite(m["test/log_likelihood"]) and "buffer/histogram_tv" not in m
+    again = ebm_experiment.train_and_evaluate(config, str(tmp_path))    # resumes at the end
+    assert again["test/log_likelihood"] == pytest.approx(m["test/log_likelihood"])
