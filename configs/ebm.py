@@ -13,7 +13,7 @@ Presets (``--config=configs/ebm.py:NAME``):
   short_run  mnist5k without a buffer: every chain starts from uniform noise (the
              short-run EBM, a generator of K Langevin steps)
   gpu        mnist5k with a wider energy and 60 Langevin steps per update
-  quick      a few seconds (smoke tests): a small MLP on eight_gaussians
+  quick      a few seconds (smoke tests): a small MLP on checkerboard
 
 Fields: model.hidden: the MLP's widths (2-D points); model.channels / model.levels: the
 conv energy (images); model.data_noise: std of Gaussian noise added to the data the
@@ -33,6 +33,7 @@ from configs import common
 
 
 def _quick(c):
+    c.data.name = "checkerboard"           # a closed-form true density: fast metrics
     c.model.hidden = (32, 32)
     c.optim.update(schedule="constant", warmup_steps=0)
     c.train.update(num_steps=100, batch_size=64, steps_per_dispatch=50, checkpoint_every=50)

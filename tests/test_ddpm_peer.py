@@ -85,6 +85,7 @@ def test_same_groups_and_epsilon_in_every_group_norm():
     assert model.conv_in.out_channels == 12 and model.down[0].norm1.num_groups == 4
 
 
+@pytest.mark.slow
 def test_same_eps_prediction_and_gradients_from_the_same_weights(genjax_unet):
     graphdef, params, model = _nets(genjax_unet)
     x, t, noise = _inputs()
@@ -110,6 +111,7 @@ def test_same_eps_prediction_and_gradients_from_the_same_weights(genjax_unet):
         assert _max_rel(g_j[path], g_t[path]) < 1e-4, path
 
 
+@pytest.mark.slow
 def test_downsampling_pads_as_xla_same_not_symmetrically(genjax_unet):
     """Sensitivity of the comparison above: torch's usual ``padding=1`` for a stride-2
     3x3 convolution (the old peer's) samples a grid shifted by a pixel."""
@@ -152,6 +154,7 @@ def _step_config():
     return c
 
 
+@pytest.mark.slow
 def test_torch_training_step_is_genjax_step():
     from genjax import data as gdata
     config = _step_config()

@@ -161,6 +161,7 @@ def test_bound_equals_its_analytic_value_for_the_oracle_with_posterior_variance(
     np.testing.assert_allclose(float(bpd[0]), analytic / (x.size * math.log(2)), rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_stratified_bound_estimate_is_unbiased():
     s = make_schedule("linear", 40)
     x0 = _x0(seed=4, b=2)

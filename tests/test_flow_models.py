@@ -79,6 +79,7 @@ def test_multiscale_flows_invert_and_count_their_jacobian(name, transformer):
     _check_bijection(model, x, 16)
 
 
+@pytest.mark.slow
 def test_multiscale_factor_out_sends_each_level_to_the_base():
     """RealNVP at 8x8, 2 levels: half of the 4x4x4 squeezed channels leave after level 0
     (32 numbers), the other 32 continue; z holds all 64, and log_prob is the standard

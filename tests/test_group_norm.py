@@ -11,6 +11,7 @@ from genjax.nn import GroupNorm
 
 @pytest.mark.parametrize("shape,groups", [((3, 6, 5, 16), 8), ((2, 7, 32), 4), ((4, 3, 3, 8), 1),
                                           ((2, 4, 4, 6), 6)])
+@pytest.mark.slow
 def test_group_norm_equals_flax_with_gradients(shape, groups):
     c = shape[-1]
     kx, ks, kb, kg = jax.random.split(jax.random.key(0), 4)

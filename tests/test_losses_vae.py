@@ -38,6 +38,7 @@ def model():
     return dict(x=f(x), decode=decode, encoder=encoder, log_px=log_px, S=S)
 
 
+@pytest.mark.slow
 def test_elbo_is_below_log_px_and_iwae_tightens_with_k(model):
     encode = model["encoder"](3.0)            # a deliberately poor q
     x, decode = model["x"], model["decode"]

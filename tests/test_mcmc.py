@@ -444,6 +444,7 @@ def test_accept_rate_falls_with_the_step_and_per_chain_steps_match_separate_call
     assert hacc[0] > 0.999 and np.all(np.diff(hacc) < 0), hacc
 
 
+@pytest.mark.slow
 def test_vmap_over_step_sizes_equals_separate_calls():
     x0 = jnp.asarray(mix_draws(300, 8), jnp.float32)
     key = jax.random.key(9)
@@ -465,6 +466,7 @@ def test_vmap_over_step_sizes_equals_separate_calls():
                                        rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_chain_bookkeeping_burn_in_thin_and_kept_states():
     """samples are the states after steps burn_in + thin, burn_in + 2 thin, ... of the
     same run, and accept_rate averages only the steps after burn-in."""

@@ -146,6 +146,7 @@ def _cli(workdir, *extra):
                           env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
+@pytest.mark.slow
 def test_cli_config_change_error_and_override_flag(tmp_path):
     """The error is one line (exit 1) before anything compiles; --allow_config_change gets
     past it, to the (here fake, so unreadable) checkpoint: a one-line error too."""

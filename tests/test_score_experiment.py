@@ -69,16 +69,17 @@ def ebm_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_quick_ebm_raises_the_grid_normalised_test_likelihood(ebm_run, tmp_path):
-    """100 CD steps on two_moons raise the test log-likelihood (normalised on the grid
-    over the sampler's box) by more than 1 nat from the untrained energy's (nearly
-    uniform on [-4, 4]^2: about -log 64 = -4.2), and the KL from the true density drops."""
+    """100 CD steps on the checkerboard raise the test log-likelihood (normalised on the
+    grid over the sampler's box) by more than 0.5 nat from the untrained energy's (nearly
+    uniform on [-4, 4]^2: about -log 64 = -4.2; measured -3.15 after), and the KL from the
+    true density drops by as much (measured 2.1 -> 1.06)."""
     workdir, config, metrics = ebm_run
     ds = experiment.prepare(config, str(tmp_path), kinds=("image", "points"))
     _, state, _, energy_of = ebm_experiment.build(config, ds)
     before = ebm_experiment.log_likelihood_metrics(config, ds, energy_of, state.params)
-    assert metrics["test/log_likelihood"] > before["test/log_likelihood"] + 1.0, \
+    assert metrics["test/log_likelihood"] > before["test/log_likelihood"] + 0.5, \
         (metrics, before)
-    assert metrics["test/kl_true_to_model"] < before["test/kl_true_to_model"] - 1.0
+    assert metrics["test/kl_true_to_model"] < before["test/kl_true_to_model"] - 0.5
     assert metrics["test/log_likelihood"] < metrics["test/true_log_likelihood"] + 0.05
     assert os.path.getsize(os.path.join(workdir, "density.png")) > 10_000
     assert _results(workdir)["test/log_likelihood"] == pytest.approx(

@@ -98,6 +98,7 @@ def test_a_made_seed_sweep_gets_a_program_per_seed(tmp_path):
     np.testing.assert_allclose(lls[1], single["test/log_likelihood"], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_gmm_gradient_sweep_writes_results_with_a_program_per_seed(tmp_path, capsys):
     # eight_gaussians draws its points with the seed: run_sweep gives each seed its own
     # program (its own data), optim.lr varies inside each.

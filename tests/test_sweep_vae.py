@@ -41,6 +41,7 @@ def grid_sweep(tmp_path_factory):
     return workdir, record
 
 
+@pytest.mark.slow
 def test_each_setting_of_a_sweep_equals_its_single_run(grid_sweep, tmp_path):
     workdir, record = grid_sweep
     rows = record["settings"]
@@ -84,6 +85,7 @@ def test_rerunning_a_finished_sweep_resumes_instead_of_retraining(grid_sweep, ca
         vae_experiment.sweep(tiny_config(), workdir, ["optim.lr=1e-3,2e-3", "seed=0,1"])
 
 
+@pytest.mark.slow
 def test_a_static_axis_splits_the_sweep_into_programs(tmp_path, capsys):
     record = vae_experiment.sweep(tiny_config(), str(tmp_path),
                                   ["model.latent_dim=2,3", "optim.lr=1e-3,3e-3"])
@@ -114,6 +116,7 @@ def _cli(*args, module="experiments.vae"):
     return p.returncode, p.stdout, p.stderr.strip().splitlines()
 
 
+@pytest.mark.slow
 def test_the_cli_runs_a_random_sweep_and_prints_the_table(tmp_path):
     code, out, err = _cli("--config=configs/vae.py:quick", *TINY_FLAGS,
                           f"--workdir={tmp_path}", "--sweep=optim.lr=loguniform(1e-4,1e-2)",
@@ -172,6 +175,7 @@ def test_the_seed_is_static_where_the_data_depend_on_it():
         assert data_depends_on_seed(sweep_spec.apply(config, {"data.name": name}))
 
 
+@pytest.mark.slow
 def test_chunks_give_the_same_sweep_and_vmapped_evaluation_equals_one_by_one(
         grid_sweep, tmp_path, capsys):
     """--sweep_chunk=K trains K settings at a time (each chunk its own folder and

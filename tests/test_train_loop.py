@@ -101,6 +101,7 @@ def resume_and_compare(workdir, uninterrupted):
     return out
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_is_bitwise_equal_to_an_uninterrupted_run(tmp_path,
                                                                        uninterrupted):
     killed = str(tmp_path / "killed")
@@ -111,6 +112,7 @@ def test_resume_after_sigkill_is_bitwise_equal_to_an_uninterrupted_run(tmp_path,
     resume_and_compare(killed, uninterrupted)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_exits_130_and_the_rerun_is_bitwise_equal(
         tmp_path, uninterrupted):
     """As the cli documents: the current dispatch finishes, a checkpoint of that step is
@@ -130,6 +132,7 @@ def test_sigterm_saves_a_checkpoint_exits_130_and_the_rerun_is_bitwise_equal(
     assert f"at step {step}" in out
 
 
+@pytest.mark.slow
 def test_eight_devices_give_the_same_losses_as_one(tmp_path):
     steps = ["--config.train.num_steps=60", "--config.train.steps_per_dispatch=20",
              "--config.train.checkpoint_every=60"]

@@ -48,6 +48,7 @@ def claims_run(tmp_path_factory):
     return workdir, tmp, vae_experiment.train_and_evaluate(c, workdir)
 
 
+@pytest.mark.slow
 def test_the_two_dimensional_vae_learned(claims_run, tmp_path):
     """The claims are about a trained model: its test ELBO and IW log-likelihood, against
     the same evaluation of the untrained model (about -583 and -546 nats; -176 and -173
@@ -148,6 +149,7 @@ def test_anomaly_preset_needs_disjoint_normal_classes(tmp_path):
         vae_experiment.train_and_evaluate(c, str(tmp_path / "w"))
 
 
+@pytest.mark.slow
 def test_ae_vs_vae_compares_prior_samples_of_both_decoders(tmp_path):
     """Claim 1 as the user runs it: one command, both models, one figure, both FDs."""
     workdir = tmp_path / "avv"
