@@ -202,13 +202,13 @@ def evaluate_fn(config, ds, energy_of):
     x_test = None
     if ds.kind == "image":
         x_test = np.asarray(transforms.to_symmetric(ds.test[:config.eval.batch_size]))
+    energy = xla.jit(lambda p, x: energy_of(p)(x))     # one program for every evaluation
 
     def evaluate(params):
         if x_test is None:
             return {k.removeprefix("test/"): v for k, v in
                     log_likelihood_metrics(config, ds, energy_of, params).items()}
-        return {"energy": float(jnp.mean(xla.jit(lambda p, x: energy_of(p)(x))(params,
-                                                                                 x_test)))}
+        return {"energy": float(jnp.mean(energy(params, x_test)))}
 
     return evaluate
 
