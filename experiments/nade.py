@@ -22,7 +22,6 @@ of training examples, and the compiled sampler's throughput.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from typing import Callable, NamedTuple
 
@@ -30,10 +29,9 @@ import jax
 import numpy as np
 from flax import nnx
 
-from genjax import eval as geval
 from genjax import viz, xla
 from genjax.data import transforms
-from genjax.eval import throughput
+from genjax.eval import exact_likelihood, throughput
 from genjax.losses import autoregressive as ar
 from genjax.models.fvbn import FVBN
 from genjax.models.made import MADE, ORDERINGS
@@ -188,55 +186,13 @@ def build(config, example_shape, train_data=None) -> Built:
                  model_of)
 
 
-def _bits_per_dim(config, log_likelihood: float, dim: int):
-    """Bits per dimension of the discrete data, or None: binary data as it is; dequantised
-    8-bit data with the -D log 256 change of variables (a bound on the discrete
-    log-likelihood)."""
-    mode = config.data.preprocess
-    if mode == "dynamic_binarize":
-        return -log_likelihood / (dim * math.log(2))
-    if mode == "dequantize":
-        return -(log_likelihood - dim * math.log(256)) / (dim * math.log(2))
-    return None
-
-
 def make_evaluate(config, ds, b: Built):
-    """evaluate(params, data=None, seed=config.seed) -> {name: mean over examples}: the
-    exact log-likelihoods (`Built.log_prob_fn`) of the test examples (eval.num_examples of
-    them), or of ``data``. One jitted function takes the parameters as an argument, so
-    every evaluation during training, and every setting of a sweep, reuses its program."""
-    e = config.eval
-    x_test = experiment.fixed_view(ds.test, config.data.preprocess)
-    if e.num_examples:
-        x_test = x_test[:e.num_examples]
-
-    def per_example(params, x, key):          # one function: one compiled program
-        return b.log_prob_fn(params, x)
-
-    def evaluate(params, data=None, seed=config.seed):
-        return geval.evaluate_dataset(per_example, x_test if data is None else data,
-                                      jax.random.key(seed + 1), batch_size=e.batch_size,
-                                      params=params)
-
-    return evaluate
+    """`genjax.eval.exact_likelihood.make_evaluate` of the model's exact log-likelihoods
+    (`Built.log_prob_fn`)."""
+    return exact_likelihood.make_evaluate(config, ds, b.log_prob_fn)
 
 
-def final_metrics(config, ds, evaluate, params, seed) -> dict:
-    """The reported numbers of trained ``params``: test/log_likelihood (nats per example),
-    test/nll, test/bits_per_dim (binary or dequantised images) and, with
-    eval.train_examples, train/log_likelihood on a fixed binarisation (seed 1) of that many
-    training examples."""
-    metrics = {f"test/{k}": v for k, v in evaluate(params, seed=seed).items()}
-    metrics["test/nll"] = -metrics["test/log_likelihood"]
-    bpd = _bits_per_dim(config, metrics["test/log_likelihood"], math.prod(ds.example_shape))
-    if bpd is not None:
-        metrics["test/bits_per_dim"] = bpd
-    if config.eval.train_examples:
-        x_train = experiment.fixed_view(ds.train[:config.eval.train_examples],
-                                        config.data.preprocess, seed=1)
-        metrics.update({f"train/{k}": v
-                        for k, v in evaluate(params, x_train, seed=seed).items()})
-    return metrics
+final_metrics = exact_likelihood.final_metrics
 
 
 def _kinds(config):

@@ -30,7 +30,7 @@ from genjax.train import ConfigError
 from genjax.train import config as cfglib, experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAMILIES = ("vae", "nade", "gan", "ddpm", "gmm", "flow", "score", "ebm")
+FAMILIES = ("vae", "nade", "gan", "ddpm", "gmm", "flow", "score", "ebm", "pixelcnn")
 CONFIGS = {f: importlib.import_module(f"configs.{f}") for f in FAMILIES}
 EXPERIMENTS = {f: importlib.import_module(f"experiments.{f}") for f in FAMILIES}
 
@@ -199,6 +199,13 @@ SPECIFIC = [
     ("gmm", "quick", {"data.preprocess": "unit"}, "data.preprocess"),  # points: 'none'
     ("gmm", "quick", {"data.binarizations": 0}, "data.binarizations"),
     ("gmm", "quick", {"plots.grid": 1}, "plots.grid"),
+    # PixelCNN
+    ("pixelcnn", "quick", {"model.kernel": 4}, "model.kernel"),
+    ("pixelcnn", "quick", {"model.first_kernel": 1}, "model.first_kernel"),
+    ("pixelcnn", "quick", {"model.levels": 16}, "model.levels"),
+    ("pixelcnn", "quick", {"model.levels": 256}, "data.preprocess"),   # 8-bit: 'none'
+    ("pixelcnn", "digits", {"data.preprocess": "dynamic_binarize"}, "data.preprocess"),
+    ("pixelcnn", "quick", {"eval.completion_rows": 8}, "eval.completion_rows"),  # 8x8
     # the classifier of the Fréchet distance
     ("classifier", None, {"model.hidden": (-3,)}, "model.hidden"),
     ("classifier", None, {"train.batch_size": 0}, "train.batch_size"),

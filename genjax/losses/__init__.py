@@ -2,7 +2,8 @@
 and documents its shapes; units are nats unless a name says bits."""
 
 from genjax.losses import autoregressive, ddpm, ebm, flow, gan, gmm, score
-from genjax.losses.autoregressive import (fvbn_log_likelihood, nade_log_likelihood,
+from genjax.losses.autoregressive import (categorical_autoregressive_log_likelihood,
+                                          fvbn_log_likelihood, nade_log_likelihood,
                                           nade_log_likelihood_naive, rnade_log_likelihood)
 from genjax.losses.ddpm import bits_per_dim, noise_loss, vlb_terms
 from genjax.losses.ebm import contrastive_divergence
@@ -22,7 +23,8 @@ from genjax.losses.score import (denoising_score_matching, dsm_per_level,
 from genjax.losses.vae import (autoencoder_loss, elbo, elbo_terms, iw_log_weights, iwae_bound,
                                iwae_bound_terms, log_likelihood)
 
-__all__ = ["autoregressive", "flow", "gan", "fvbn_log_likelihood", "nade_log_likelihood",
+__all__ = ["autoregressive", "flow", "gan", "categorical_autoregressive_log_likelihood",
+           "fvbn_log_likelihood", "nade_log_likelihood",
            "nade_log_likelihood_naive", "rnade_log_likelihood",
            "discriminator_loss", "generator_loss_non_saturating", "generator_loss_saturating",
            "gradient_penalty", "hinge_discriminator_loss", "hinge_generator_loss",

@@ -71,6 +71,25 @@ def autoregressive_log_likelihood(x, *, logits_fn: Callable):
     return dist.log_bernoulli_logits(x, logits, event_ndim=1)
 
 
+def categorical_autoregressive_log_likelihood(x, *, logits_fn: Callable):
+    """log p(x) of a K-way autoregressive model given as a callable (a PixelCNN's 256-way
+    softmax over 8-bit pixel values, ...).
+
+    x: [B, D] with integer values in 0..K-1 (any dtype; cast to int). logits_fn(x) ->
+    [B, D, K], whose entry [b, i] holds the logits of p(x_i = k | x_<i) over k and so may
+    depend on x only through the entries before i in the model's ordering (not checked
+    here, only the shapes). Returns [B] nats, sum_i log softmax(logits_i)[x_i]; values
+    outside 0..K-1 are an error only through the shapes, so keep them in range.
+    """
+    s = Shapes("losses.autoregressive.categorical_autoregressive_log_likelihood")
+    s("x", x, "B D")
+    logits = logits_fn(x)
+    s("logits_fn(x)", logits, "B D K")
+    idx = jnp.asarray(x).astype(jnp.int32)[..., None]                   # [B, D, 1]
+    log_p = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), idx, axis=-1)
+    return jnp.sum(log_p[..., 0], axis=-1)
+
+
 def nll_loss(log_px):
     """The maximum-likelihood objective from per-example log-likelihoods log_px [B]:
     returns (loss = -mean_B log_px, {"log_likelihood": mean_B log_px}); nats."""
