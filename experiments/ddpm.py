@@ -34,7 +34,7 @@ from genjax.train import cli, config as cfglib, experiment, init_state, make_opt
 from genjax.train import make_train_step, sweep_spec, train
 from genjax.train.ema import (average_in_params, ema_params, ema_step,
                               step_with_average_in_params, with_ema)
-from genjax.train.sweep import Program, SweepParts, run_sweep
+from genjax.train.sweep import Program, SweepParts, entry_point
 from genjax.train.writers import log
 
 PREPROCESS = ("symmetric", "dequantize")
@@ -290,12 +290,7 @@ SWEEP = SweepParts(dynamic=sweep_spec.dynamic_fields("ema.decay"),
                    main_metric=("test/bound_bpd", "min"))
 
 
-def sweep(config, workdir: str, axes, *, samples: int = 0, sweep_seed: int = 0,
-          chunk: int = 0) -> dict:
-    """The ``--sweep`` entry point: `genjax.train.sweep.run_sweep` with the DDPM's parts;
-    settings are ranked by the test bound in bits/dim of their EMA parameters."""
-    return run_sweep(config, workdir, axes, parts=SWEEP, samples=samples,
-                     sweep_seed=sweep_seed, chunk=chunk)
+sweep = entry_point(SWEEP, "experiments.ddpm")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ from genjax.models.score import EnergyConvNet, EnergyMLP, energy_score
 from genjax.train import cli, config as cfglib, experiment, init_state, make_optimizer
 from genjax.train import sweep_spec, train
 from genjax.train.ebm_step import make_ebm_step, replay_buffer, with_replay
-from genjax.train.sweep import Program, SweepParts, run_sweep
+from genjax.train.sweep import Program, SweepParts, entry_point
 from genjax.train.writers import log
 from genjax.viz import density
 
@@ -319,12 +319,7 @@ SWEEP = SweepParts(dynamic=sweep_spec.dynamic_fields("loss.alpha", "sampler.step
                    main_metric=("test/log_likelihood", "max"))
 
 
-def sweep(config, workdir: str, axes, *, samples: int = 0, sweep_seed: int = 0,
-          **options) -> dict:
-    """The ``--sweep`` entry point: `genjax.train.sweep.run_sweep` with the EBM's parts
-    (ranked by the grid-normalised test log-likelihood; 2-D points)."""
-    return run_sweep(config, workdir, axes, parts=SWEEP, samples=samples,
-                     sweep_seed=sweep_seed, **options)
+sweep = entry_point(SWEEP, "experiments.ebm")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from genjax.losses import flow as flow_loss
 from genjax.models import flow as fm
 from genjax.train import cli, config as cfglib, experiment, init_state, make_optimizer
 from genjax.train import make_train_step, sweep_spec, train
-from genjax.train.sweep import Program, SweepParts, run_sweep
+from genjax.train.sweep import Program, SweepParts, entry_point
 from genjax.viz import density
 
 
@@ -276,11 +276,7 @@ SWEEP = SweepParts(dynamic=sweep_spec.dynamic_fields(), validate=validate,
                    main_metric=("test/log_likelihood", "max"))
 
 
-def sweep(config, workdir: str, axes, *, samples: int = 0, sweep_seed: int = 0,
-          **options) -> dict:
-    """The ``--sweep`` entry point: `genjax.train.sweep.run_sweep` with the flows' parts."""
-    return run_sweep(config, workdir, axes, parts=SWEEP, samples=samples,
-                     sweep_seed=sweep_seed, **options)
+sweep = entry_point(SWEEP, "experiments.flow")
 
 
 if __name__ == "__main__":

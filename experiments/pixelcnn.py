@@ -38,7 +38,7 @@ from genjax.losses import autoregressive as ar
 from genjax.models.pixelcnn import ARCHS, PixelCNN
 from genjax.train import cli, config as cfglib, experiment, init_state, make_optimizer
 from genjax.train import make_train_step, sweep_spec, train
-from genjax.train.sweep import Program, SweepParts, run_sweep
+from genjax.train.sweep import Program, SweepParts, entry_point
 
 LEVELS = {"dynamic_binarize": 2, "none": 256}
 
@@ -233,11 +233,7 @@ SWEEP = SweepParts(dynamic=sweep_spec.dynamic_fields(), validate=validate,
                    main_metric=("test/log_likelihood", "max"))
 
 
-def sweep(config, workdir: str, axes, *, samples: int = 0, sweep_seed: int = 0,
-          **options) -> dict:
-    """The ``--sweep`` entry point: `genjax.train.sweep.run_sweep` with these parts."""
-    return run_sweep(config, workdir, axes, parts=SWEEP, samples=samples,
-                     sweep_seed=sweep_seed, **options)
+sweep = entry_point(SWEEP, "experiments.pixelcnn")
 
 
 if __name__ == "__main__":

@@ -412,3 +412,18 @@ def table(rows: list, fields: list, metric_names: list) -> str:
     lines = ["  ".join(str(x).rjust(w) for x, w in zip(line, widths))
              for line in [head, *body]]
     return "\n".join(lines)
+
+
+def entry_point(parts: SweepParts, name: str = "") -> Callable:
+    """The ``--sweep`` entry point of an experiment whose sweep is `run_sweep` with its
+    ``parts`` and nothing else: sweep(config, workdir, axes, *, samples=0, sweep_seed=0,
+    **options) (``options``, e.g. the cli's chunk, go to run_sweep as they are)."""
+
+    def sweep(config, workdir: str, axes, *, samples: int = 0, sweep_seed: int = 0,
+              **options) -> dict:
+        return run_sweep(config, workdir, axes, parts=parts, samples=samples,
+                         sweep_seed=sweep_seed, **options)
+
+    sweep.__doc__ = (f"The ``--sweep`` entry point of {name or 'the experiment'}: "
+                     "`genjax.train.sweep.run_sweep` with its SWEEP parts.")
+    return sweep
