@@ -292,9 +292,10 @@ def xla_defaults():
         xla.configure(before)
 
 
-def before_arm_wanted() -> bool:
-    """A "before" arm differs from the current code only on CPUs."""
-    return jax.default_backend() == "cpu"
+def before_arm_wanted(quick: bool = False) -> bool:
+    """A "before" arm differs from the current code only on CPUs; ``quick`` runs (the
+    smoke tests) leave it out, it would only compile every program twice."""
+    return jax.default_backend() == "cpu" and not quick
 
 
 def compiled_chunk(step: Callable, state, train_u8: np.ndarray, *, batch_size: int,

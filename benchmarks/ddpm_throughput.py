@@ -506,7 +506,7 @@ def run_benchmark(*, preset="default", steps=20, repeats=3, sample_images=8, qui
     g_ddim, g_ddim_compile = genjax_sampler(config, graphdef, params, train_u8, sample_images,
                                             ddim=True)
     before = {}
-    if common.before_arm_wanted():
+    if common.before_arm_wanted(quick):
         with common.xla_defaults():
             before["before_train"] = genjax_train_runner(config, train_u8, steps)[0]
             before["before_ddim"] = genjax_sampler(config, graphdef, params, train_u8,

@@ -371,7 +371,7 @@ def run_benchmark(*, steps: int = 50, repeats: int = 7, quick: bool = False,
     peer = peer_check(config, train_u8)
     run_genjax, compile_times = genjax_runner(config, train_u8, steps)
     contenders = {"genjax": run_genjax}
-    if common.before_arm_wanted():
+    if common.before_arm_wanted(quick):
         with common.xla_defaults():
             contenders["genjax_xla_defaults"] = genjax_runner(config, train_u8, steps)[0]
     contenders.update({
