@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install -q --disable-pip-version-check
 
-.PHONY: setup setup-dev run test test-all bench bench-gan bench-nade bench-ddpm bench-flow bench-sweep bench-xla bench-mcmc clean
+.PHONY: setup setup-dev run test test-all bench bench-gan bench-nade bench-ddpm bench-flow bench-sweep bench-xla bench-mcmc bench-pixelcnn clean
 setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev
 
@@ -58,3 +58,6 @@ clean:
 
 bench-mcmc: setup-dev
 	$(BIN)/python -m benchmarks.mcmc_throughput
+
+bench-pixelcnn: setup-dev
+	$(BIN)/python -m benchmarks.pixelcnn_throughput

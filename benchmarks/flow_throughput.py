@@ -66,8 +66,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import common
-from benchmarks.torch_twin import (flat_params, load_genjax_params, lr_factors,
+from benchmarks import common, torch_twin
+from benchmarks.torch_twin import (flat_params, load_genjax_params,
                                    torch_grads_as_genjax)
 
 DEFAULT_OUT = os.path.join("benchmarks", "results", "flow_throughput.json")
@@ -429,46 +429,18 @@ def torch_train_runner(config, ds, params, steps: int, *, fused: bool = False,
     the schedule's learning rate) with ``threads`` intra-op threads, batches without
     replacement from a fresh randperm each epoch."""
     torch = _torch()
-    o = config.optim
-    if o.name != "adam" or o.weight_decay:
-        raise ValueError("the torch peer is written for Adam without weight decay")
     model = torch_flow_from_genjax(config, ds, params)
-    opt = torch.optim.Adam(model.parameters(), lr=o.lr, betas=(o.b1, o.b2), eps=o.eps,
-                           fused=fused or None)
-    weights = list(model.parameters())
-    lr, clip, factors = float(o.lr), float(o.grad_clip), lr_factors(config)
     images = ds.kind == "image"
     data = np.asarray(ds.train)
     data = torch.from_numpy(np.array(data.transpose(0, 3, 1, 2) if images else data))
-    bsz, n = int(config.train.batch_size), len(data)
-    holder = {"perm": torch.randperm(n), "pos": 0, "count": 0}
 
-    def run():
-        torch.set_num_threads(threads)
-        t0 = time.perf_counter()
-        for done in range(1, steps + 1):
-            if holder["pos"] + bsz > n:
-                holder["perm"], holder["pos"] = torch.randperm(n), 0
-            x = data[holder["perm"][holder["pos"]:holder["pos"] + bsz]]
-            holder["pos"] += bsz
-            if images:                                   # uniform dequantisation
-                x = (x.float() + torch.rand(x.shape)) / 256.0
-            loss = -model.log_likelihood(x).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip > 0:
-                torch.nn.utils.clip_grad_norm_(weights, clip)
-            for g in opt.param_groups:
-                g["lr"] = lr * float(factors[min(holder["count"], len(factors) - 1)])
-            opt.step()
-            holder["count"] += 1
-            if time.perf_counter() - t0 > max_s:
-                break
-        if not math.isfinite(float(loss.detach())):
-            raise FloatingPointError("torch loss became non-finite in the benchmark")
-        return done
+    def batch_loss(x):
+        if images:                                       # uniform dequantisation
+            x = (x.float() + torch.rand(x.shape)) / 256.0
+        return -model.log_likelihood(x).mean()
 
-    return run
+    return torch_twin.adam_runner(config, model, data, batch_loss, steps, threads=threads,
+                                  max_s=max_s, fused=fused)
 
 
 def torch_sampler(config, ds, params, num: int, *, threads: int = 1):

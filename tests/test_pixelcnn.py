@@ -180,6 +180,7 @@ def test_quick_preset_learns_and_writes_its_figures(tmp_path):
         assert os.path.getsize(os.path.join(workdir, name)) > 0
 
 
+@pytest.mark.slow
 def test_eight_bit_digits_are_scored_in_bits_per_dim(tmp_path):
     config = pixelcnn_config.get_config("quick")
     with config.unlocked():
