@@ -291,3 +291,13 @@ def validate_fd(config, ds, fields=("eval.fd_samples",)) -> None:
             raise ConfigError(f"--config.{used[0]}={n!r} is invalid: expected 0, the "
                               f"Fréchet distance's classifier cannot be trained ({e})"
                               ) from None
+
+
+def validate_conditional(config, ds, field: str = "model.conditional") -> bool:
+    """``field`` (a bool) and, when True, that ``ds`` carries labels (the class the model is
+    conditioned on; `genjax.conditioning`). Returns the flag."""
+    on = boolean(config, field)
+    require(not on or ds.train_labels is not None, field, on,
+            f"False: {config.data.name!r} has no labels to condition on (pick a labelled "
+            "dataset, e.g. mnist5k, digits or eight_gaussians)")
+    return on

@@ -65,6 +65,14 @@ def select_classes(ds: gdata.Dataset, classes: tuple) -> gdata.Dataset:
                                test_labels=ds.test_labels[keep_te])
 
 
+def training_data(ds: gdata.Dataset, conditional: bool):
+    """The loop's ``train_data``: the training examples [N, ...], or for a conditional
+    model the pair (examples, labels int32 [N]) so that each batch carries its classes."""
+    if not conditional:
+        return ds.train
+    return ds.train, np.asarray(ds.train_labels, np.int32)
+
+
 def fixed_view(x: np.ndarray, mode: str, seed: int = 0) -> np.ndarray:
     """The deterministic float32 version of an evaluation split for a preprocess mode:
     dynamic_binarize -> one fixed Bernoulli draw (the usual stochastically binarised
