@@ -11,8 +11,15 @@
   anomaly    trained on digits 0-7 only; scores held-out 8/9, noise, inverted and
              upside-down digits by reconstruction error, -ELBO and -IW log-likelihood
   mnist      full TFDS MNIST (60,000 / 10,000); needs the dataset prepared (see README)
+  cvae       the conditional VAE (Sohn et al., 2015) of the default model: q(z | x, y),
+             p(x | z, y) with the digit's label y; its test ELBO / IW numbers are
+             log p(x | y)'s (results.json: test/conditional = 1), its samples are scored
+             by conditional accuracy and per-class FD (1,000 = 100 per class), figures
+             class_rows.png and analogies.png (fixed z, every label)
 
-beta-VAE: --config.loss.beta=B with any preset (not with iwae); loss.num_samples = K > 1
+Conditional: --config.model.conditional=True with any preset but anomaly (the dataset
+needs labels); the conv net takes the label at its dense layers. beta-VAE:
+--config.loss.beta=B with any preset (not with iwae); loss.num_samples = K > 1
 is the IWAE bound's (objective iwae). eval.num_examples and eval.fd_samples are at most
 the test split's size; eval.iw_chunk divides eval.iw_samples.
 """
@@ -24,7 +31,8 @@ from configs import common
 
 def _quick(c):
     c.train.update(num_steps=200, steps_per_dispatch=50, checkpoint_every=100)
-    c.eval.update(iw_samples=50, iw_chunk=50, num_examples=200, fd_samples=0)
+    c.eval.update(iw_samples=50, iw_chunk=50, num_examples=200, fd_samples=0,
+                  marginal_iw_samples=20)
     c.plots.update(num_samples=16, interp_pairs=2, interp_steps=5)
 
 
@@ -56,8 +64,12 @@ def _mnist(c):
     c.eval.update(batch_size=200)
 
 
+def _cvae(c):
+    c.model.conditional = True
+
+
 PRESETS = {"quick": _quick, "conv": _conv, "iwae": _iwae, "ae": _ae, "latent2d": _latent2d,
-           "anomaly": _anomaly, "mnist": _mnist}
+           "anomaly": _anomaly, "mnist": _mnist, "cvae": _cvae}
 
 
 def get_config(arg=None):
@@ -66,8 +78,10 @@ def get_config(arg=None):
     c.preset = preset
     c.seed = 0
     c.data = common.data()
+    # conditional: the conditional VAE, q(z | x, y) and p(x | z, y) with the label y
     c.model = ml_collections.ConfigDict(dict(
-        arch="mlp", hidden=(400,), latent_dim=20, likelihood="bernoulli"))
+        arch="mlp", hidden=(400,), latent_dim=20, likelihood="bernoulli",
+        conditional=False))
     # objective: "elbo" (beta-weighted KL, closed form or "mc"), "iwae" (num_samples = K)
     # or "ae" (deterministic autoencoder: reconstruction of the posterior mean only)
     c.loss = ml_collections.ConfigDict(dict(objective="elbo", beta=1.0, kl="analytic",
@@ -78,11 +92,18 @@ def get_config(arg=None):
     # fd_samples: prior samples (and real test images) for the classifier Fréchet distance
     # (0 = skip); the classifier (genjax.eval.sample_quality) trains once for
     # classifier_steps and is kept in classifier_dir ("" = runs/classifier/<data>_<steps>)
+    # marginal_iw_samples: the conditional VAE's IW draws per class for log p(x) =
+    # log (1/K) sum_y p(x | y) and the Bayes classifier argmax_y p(x | y) (0 = skip;
+    # unused by an unconditional model)
     c.eval = ml_collections.ConfigDict(dict(batch_size=100, iw_samples=1000, iw_chunk=100,
                                             num_examples=0, fd_samples=1000,
-                                            classifier_dir="", classifier_steps=3000))
+                                            classifier_dir="", classifier_steps=3000,
+                                            marginal_iw_samples=100))
+    # analogy_digits / analogy_prior: the conditional VAE's analogies.png rows (test
+    # digits' posterior means, prior draws), each decoded with every label
     c.plots = ml_collections.ConfigDict(dict(num_samples=64, interp_pairs=8,
-                                             interp_steps=10, manifold_grid=20))
+                                             interp_steps=10, manifold_grid=20,
+                                             analogy_digits=5, analogy_prior=3))
     # held_out_classes: labels left out of training (data.classes are the normal ones),
     # scored as anomalies with iw_samples importance samples; () = no anomaly evaluation
     c.anomaly = ml_collections.ConfigDict(dict(held_out_classes=(), iw_samples=100))

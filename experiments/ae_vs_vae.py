@@ -55,11 +55,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
             metrics["fd_samples"] = m["test/fd_samples"]
 
     z = jax.random.normal(jax.random.key(config.seed + 2), (64, config.model.latent_dim))
+    # a conditional pair (model.conditional) decodes the labels 0, 1, ..., K-1, 0, ...
+    y = (np.arange(64) % models["vae"].num_classes).astype(np.int32) \
+        if config.model.conditional else None
     panels = {}
     for name, title in (("ae", "autoencoder"), ("vae", "VAE")):
         fd = metrics.get(f"{name}/frechet_distance")
         panels[title + (f": FD {fd:.1f}" if fd is not None else "")] = np.asarray(
-            jax.jit(models[name].decode_mean)(z))
+            jax.jit(models[name].decode_mean)(z, y))
     viz.figures.side_by_side_figure(
         os.path.join(workdir, "ae_vs_vae.png"), panels,
         suptitle="the same z ~ N(0, I) through each decoder")

@@ -37,6 +37,34 @@ def one_hot(y, num_classes: int):
     return jax.nn.one_hot(y, num_classes + 1, dtype=jnp.float32)
 
 
+def check_label(what: str, num_classes: int, y):
+    """The label check every conditional model makes (``what`` names it in the message,
+    e.g. "this NADE"): a class-conditional model (``num_classes`` K > 0) needs the labels
+    y, and an unconditional one (K = 0 or None) must not get any, since it would silently
+    ignore them (a bug seen in several codebases). Raises ValueError; returns whether the
+    model is conditional."""
+    if not num_classes:
+        if y is not None:
+            raise ValueError(f"{what} is unconditional (num_classes={num_classes}) and would "
+                             "ignore the labels y: build it with num_classes=K to condition "
+                             "on a class")
+        return False
+    if y is None:
+        raise ValueError(f"{what} is class-conditional (num_classes={num_classes}): pass the "
+                         f"labels y [B] (0..{num_classes - 1}, {num_classes} = the null "
+                         "class)")
+    return True
+
+
+def context(what: str, num_classes: int, y, batch: int):
+    """one_hot(y) [batch, K + 1] (y [batch] or a scalar label, broadcast) of a conditional
+    model, None for an unconditional one (`check_label` first)."""
+    if not check_label(what, num_classes, y):
+        return None
+    y = jnp.broadcast_to(jnp.asarray(y, jnp.int32), (batch,))
+    return one_hot(y, num_classes)
+
+
 def drop_labels(key, y, rate, num_classes: int):
     """Each label of y [B] replaced by the null class with probability ``rate`` (a float or
     a traced scalar; 0 keeps every label, 1 drops all) -> int32 [B]."""

@@ -80,3 +80,22 @@ def side_by_side_figure(path: str, panels: dict, *, ncol: int = 8,
     if writes_files():
         fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def analogies_figure(path: str, z, *, decode_mean: Callable, classes,
+                     sources=None) -> np.ndarray:
+    """Analogies of a conditional model: one row per code z [R, Z], one column per class
+    of ``classes`` (decode_mean(z, y [N]) -> [N, H, W, C] in [0, 1], the code kept and the
+    label varied along a row); with ``sources`` [R, H, W, C] (e.g. the digit each code was
+    encoded from, blank for prior draws) an extra first column. Returns the decoded images
+    [R, len(classes), H, W, C]."""
+    z, classes = np.asarray(z), np.asarray(classes, np.int32)
+    r, k = len(z), len(classes)
+    zz = np.repeat(z, k, axis=0)                                  # [R * K, Z], row-major
+    yy = np.tile(classes, r)                                      # [R * K]
+    decoded = np.asarray(decode_mean(zz, yy))
+    decoded = decoded.reshape((r, k) + decoded.shape[1:])
+    tiles = decoded if sources is None else np.concatenate(
+        [np.asarray(sources, decoded.dtype)[:, None], decoded], 1)
+    save_image_grid(path, tiles.reshape((-1,) + decoded.shape[2:]), ncol=tiles.shape[1])
+    return decoded

@@ -45,3 +45,32 @@ def manifold_grid(n: int = 20, lo: float = 0.05, hi: float = 0.95) -> np.ndarray
 def manifold_figure(path: str, *, decode_mean: Callable, n: int = 20) -> np.ndarray:
     """The decoded manifold of a 2-D latent: decode_mean over `manifold_grid` (n x n)."""
     return save_image_grid(path, np.asarray(decode_mean(manifold_grid(n))), ncol=n)
+
+
+def class_manifolds_figure(path: str, *, decode_mean: Callable, classes,
+                           n: int = 10) -> None:
+    """A conditional model's 2-D latent, one panel per class: decode_mean(z, y) over
+    `manifold_grid` (n x n) with y fixed to the panel's class (two rows of panels). The
+    same z is the same style in every panel."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from genjax.viz.grid import image_grid
+
+    classes = np.asarray(classes, np.int32)
+    z = manifold_grid(n)
+    ncols = -(-len(classes) // 2) if len(classes) > 1 else 1
+    nrows = -(-len(classes) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.8 * nrows + 0.4),
+                             squeeze=False, layout="constrained")
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, c in zip(axes.ravel(), classes):
+        images = np.asarray(decode_mean(z, np.full(len(z), c, np.int32)))
+        ax.imshow(image_grid(images, ncol=n, pad=0), interpolation="nearest")
+        ax.set_title(f"y = {c}", fontsize=10)
+    fig.suptitle("decoded latent grid per class (same z = same style)", fontsize=10)
+    if writes_files():
+        fig.savefig(path, dpi=110)
+    plt.close(fig)
