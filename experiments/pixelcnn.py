@@ -13,8 +13,9 @@ compiled program; every model field gives a program per value. Each setting writ
 
 Writes into the workdir: checkpoints/, tensorboard/, metrics.jsonl, config.json,
 samples.png (exact ancestral samples, one compiled scan over the pixels),
-completions.png (held-out digits: the top eval.completion_rows rows given, the rest
-sampled from the model's exact conditional; left column the truth) and results.json: the
+completions.png (held-out digits, one per row: the input with only its top
+eval.completion_rows rows given, five completions sampled from the model's exact
+conditional, the truth; `genjax.eval.completion`) and results.json: the
 exact test log-likelihood in nats per example and bits per dimension, the same on a fixed
 view of training examples, test/completion_log_likelihood (log p(bottom rows | top rows)
 of the true test digits, nats, exact) and the compiled sampler's throughput.
@@ -26,14 +27,12 @@ import os
 from typing import Callable, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from genjax import viz, xla
 from genjax.data import transforms
-from genjax.eval import exact_likelihood, throughput
-from genjax.eval.likelihood import evaluate_dataset
+from genjax.eval import completion, exact_likelihood, throughput
 from genjax.losses import autoregressive as ar
 from genjax.models.pixelcnn import ARCHS, PixelCNN
 from genjax.train import cli, config as cfglib, experiment, init_state, make_optimizer
@@ -134,33 +133,23 @@ def build(config, example_shape, train_data=None) -> Built:
                  sample_fn, model_of)
 
 
-def given_rows(example_shape, rows: int):
-    """The completion mask [H, W, 1] (bool): the top ``rows`` rows given. In raster order
-    they come before every other pixel, so the model's completion is its exact
-    conditional p(bottom | top)."""
-    mask = np.zeros(example_shape, bool)
-    mask[:rows] = True
-    return mask
+given_rows = completion.given_rows      # the completion mask: the top rows given
 
 
 def completion_metric(config, ds, b: Built, params) -> dict:
     """test/completion_log_likelihood: the mean over the evaluated test examples of
-    log p(rows below | top eval.completion_rows rows) of the true digits, nats (exact)."""
+    log p(rows below | top eval.completion_rows rows) of the true digits, nats (exact;
+    `genjax.eval.completion.completion_log_likelihood`)."""
     rows = config.eval.completion_rows
     if not rows:
         return {}
     x = experiment.fixed_view(ds.test, config.data.preprocess)
     if config.eval.num_examples:
         x = x[:config.eval.num_examples]
-    mask = jnp.asarray(given_rows(ds.example_shape, rows))
-
-    def per_example(params, xb, key):
-        del key
-        return {"completion_log_likelihood":
-                b.model(params).conditional_log_prob(xb, mask)}
-
-    out = evaluate_dataset(per_example, x, jax.random.key(config.seed + 3),
-                           batch_size=config.eval.batch_size, params=params)
+    out = completion.completion_log_likelihood(
+        lambda p, xb, mask: b.model(p).conditional_log_prob(xb, mask), params, x,
+        given_rows(ds.example_shape, rows), key=jax.random.key(config.seed + 3),
+        batch_size=config.eval.batch_size)
     return {f"test/{k}": v for k, v in out.items()}
 
 
@@ -199,16 +188,10 @@ def report(config, workdir, ds, b: Built, params) -> dict:
     if rows:
         truth = experiment.fixed_view(ds.test[:8], config.data.preprocess)    # [8, H, W, 1]
         mask = given_rows(ds.example_shape, rows)
-        per = 5
-        given = np.repeat(truth, per, axis=0)
-        done = xla.jit(lambda k: b.model(params).complete(k, given, mask)[0])(
-            jax.random.key(config.seed + 4))
-        shown = np.where(mask, truth, 0.5 * top)                     # the given part
-        grid = np.concatenate([truth[:, None], shown[:, None],
-                               np.asarray(done).reshape(8, per, *ds.example_shape)], 1)
-        viz.save_image_grid(os.path.join(workdir, "completions.png"),
-                            grid.reshape(-1, *ds.example_shape) / top, ncol=per + 2,
-                            scale=scale)
+        fill = xla.jit(lambda k, given: b.model(params).complete(k, given, mask)[0])
+        done = completion.complete_examples(fill, truth, 5, jax.random.key(config.seed + 4))
+        completion.completion_figure(os.path.join(workdir, "completions.png"), truth / top,
+                                     done / top, mask, scale=scale)
     return {"sampling/samples_per_s": rate}
 
 

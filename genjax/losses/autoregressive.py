@@ -9,6 +9,10 @@ use another ordering, permute the columns of x (and of the per-dimension paramet
          dimensions, the Markov / AR(k) truncation)
   NADE   h_i = sigmoid(c + W[:, <i] x_<i),  p(x_i = 1 | x_<i) = sigmoid(V_i . h_i + b_i)
          W [H, D], c [H], V [D, H], b [D]   (Larochelle & Murray, 2011)
+  CNADE  the conditional NADE p(x | c) = prod_i p(x_i | x_<i, c) of a context c [B, C]
+         (a one-hot class, `genjax.conditioning.one_hot`): the context enters every
+         conditional through the shared pre-activation, h_i = sigmoid(c + U ctx +
+         W[:, <i] x_<i); U [H, C], the rest as NADE (still O(HD) per example)
   RNADE  the NADE hidden layer with h_i = sigmoid(rho_i a_i) and a mixture of K Gaussians
          per dimension: [logit weights, means, log scales] = V_i^T h_i + b_i,
          V [D, H, 3K], b [D, 3K], rho [D]   (Uria, Murray & Larochelle, 2013)
@@ -223,6 +227,13 @@ def _nade_ll_bwd(groups, residuals, g):
       dW[:, i] = sum_b x_i da       dx_i = g logit_i + W[:, i] . da
       da += r_i V_i * h_i (1 - h_i)                      dc = sum_b da, db = sum_b r
     """
+    dx, dw, da, dv, db = _nade_bwd_scan(groups, residuals, g)
+    return (dx, dw, da.sum((0, 1)), dv, db)
+
+
+def _nade_bwd_scan(groups, residuals, g):
+    """`_nade_ll_bwd`'s reverse scan: (dx [B, D], dW [H, D], da [G, b, H] (dL/da_0 per
+    example, grouped), dV [D, H], db [D])."""
     x, W, V, a_end, logits = residuals
     bsz, d = x.shape
     h_dim = W.shape[0]
@@ -246,7 +257,7 @@ def _nade_ll_bwd(groups, residuals, g):
         body, (ag, jnp.zeros_like(ag)),
         (jnp.moveaxis(xg, 2, 0), jnp.moveaxis(rg, 2, 0), W.T, V), reverse=True)
     dx = g[:, None] * logits + jnp.moveaxis(dxw, 0, 2).reshape(bsz, d)
-    return (dx.astype(x.dtype), dw.sum(1).T, da.sum((0, 1)), dv.sum(1), r.sum(0))
+    return (dx.astype(x.dtype), dw.sum(1).T, da, dv.sum(1), r.sum(0))
 
 
 _nade_ll.defvjp(_nade_ll_fwd, _nade_ll_bwd)
@@ -264,6 +275,77 @@ def nade_log_likelihood_naive(x, *, W, c, V, b):
         mask = (jnp.arange(d) < i).astype(x.dtype)                       # [D]
         h = numerics.sigmoid((x * mask) @ W.T + c)                       # [B, H]
         return h @ vi + bi                                               # [B]
+
+    logits = jax.lax.map(logit_i, (jnp.arange(d), V, b)).T               # [B, D]
+    return dist.log_bernoulli_logits(x, logits, event_ndim=1)
+
+
+# --------------------------------------------------------------------- conditional NADE
+
+def _check_cnade(where, x, context, W, c, U, V, b):
+    """NADE's shapes and context [B, C], U [H, C]."""
+    s = _check_nade(where, x, W, c, V, b)
+    s("context", context, "B C")
+    s("U", U, "H C")
+    return s
+
+
+def _context_bias(context, c, U):
+    """The per-example a_0 = c + U context: [B, H]."""
+    return c + context @ U.T
+
+
+def conditional_nade_logits(x, context, *, W, c, U, V, b):
+    """Logits of p(x_i = 1 | x_<i, context) for every i: x [B, D], context [B, C] ->
+    [B, D], O(HD + HC) per example. W [H, D], c [H], U [H, C], V [D, H], b [D]: NADE's
+    parameters with a_0 = c + U context instead of c. Differentiable by ordinary
+    autodiff."""
+    _check_cnade("losses.autoregressive.conditional_nade_logits", x, context, W, c, U, V, b)
+    return _hidden_scan(x, W, _context_bias(context, c, U), V)[1] + b
+
+
+def conditional_nade_log_likelihood(x, context, *, W, c, U, V, b, groups: int = 1):
+    """Conditional NADE: x [B, D] in {0, 1}, context [B, C] -> log p(x | context) [B];
+    nats, O(HD + HC) per example. The context shifts the shared hidden pre-activation,
+    a_0 = c + U context (U [H, C]; the rest as `nade_log_likelihood`, whose O(HD)
+    hand-written backward pass it uses, with dL/da_0 kept per example so the gradients
+    reach U and the context by ordinary autodiff). With U = 0 it is
+    `nade_log_likelihood`. ``groups``: as there."""
+    _check_cnade("losses.autoregressive.conditional_nade_log_likelihood", x, context,
+                 W, c, U, V, b)
+    return _nade_ll_rows(x, W, _context_bias(context, c, U), V, b,
+                         math.gcd(int(groups), x.shape[0]) or 1)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(5,))
+def _nade_ll_rows(x, W, c_rows, V, b, groups):          # c_rows [B, H]: a_0 per example
+    return _nade_ll_and_residuals(x, W, c_rows, V, b)[0]
+
+
+def _nade_ll_rows_fwd(x, W, c_rows, V, b, groups):
+    return _nade_ll_and_residuals(x, W, c_rows, V, b)
+
+
+def _nade_ll_rows_bwd(groups, residuals, g):
+    dx, dw, da, dv, db = _nade_bwd_scan(groups, residuals, g)
+    return (dx, dw, da.reshape(residuals[0].shape[0], -1), dv, db)
+
+
+_nade_ll_rows.defvjp(_nade_ll_rows_fwd, _nade_ll_rows_bwd)
+
+
+def conditional_nade_log_likelihood_naive(x, context, *, W, c, U, V, b):
+    """`conditional_nade_log_likelihood` the naive O(HD^2) way (for tests): for each i
+    separately h_i = sigmoid(W (x * 1[j < i]) + c + U context)."""
+    _check_cnade("losses.autoregressive.conditional_nade_log_likelihood_naive", x,
+                 context, W, c, U, V, b)
+    d = x.shape[1]
+    a0 = _context_bias(context, c, U)                                    # [B, H]
+
+    def logit_i(inp):
+        i, vi, bi = inp
+        mask = (jnp.arange(d) < i).astype(x.dtype)
+        return numerics.sigmoid((x * mask) @ W.T + a0) @ vi + bi         # [B]
 
     logits = jax.lax.map(logit_i, (jnp.arange(d), V, b)).T               # [B, D]
     return dist.log_bernoulli_logits(x, logits, event_ndim=1)

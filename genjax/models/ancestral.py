@@ -40,8 +40,10 @@ def ancestral_sample(key, step: Callable, init, num_steps: int, xs=None):
     return carry, jnp.moveaxis(values, 0, 1), jnp.sum(log_ps, axis=0)
 
 
-def _given(given, given_mask, num, dim, dtype):
-    """(values [N, D], mask [N, D] bool) of the coordinates copied instead of drawn."""
+def given_arrays(given, given_mask, num, dim, dtype):
+    """(values [N, D], mask [N, D] bool) of the coordinates copied instead of drawn:
+    ``given`` [N, ...] (D values per sample) and ``given_mask`` [...] or [N, ...] (bool, D
+    entries per sample); both None: nothing given."""
     if given is None:
         return jnp.zeros((num, dim), dtype), jnp.zeros((num, dim), bool)
     given = jnp.asarray(given, dtype).reshape(num, dim)
@@ -52,7 +54,7 @@ def _given(given, given_mask, num, dim, dtype):
 def _sample(key, draw: Callable, logits_at: Callable, num, dim, order, given, given_mask,
             dtype):
     order = jnp.arange(dim) if order is None else jnp.asarray(order)
-    values, keep = _given(given, given_mask, num, dim, dtype)
+    values, keep = given_arrays(given, given_mask, num, dim, dtype)
 
     def step(x, k, i):
         logits = logits_at(x, i)                                   # [N] or [N, K]
@@ -80,7 +82,10 @@ def sample_bernoulli(key, logit_at: Callable, num: int, dim: int, *, order=None,
     the sum over the drawn coordinates only, log prod p(x_i | x_<i). When every given
     coordinate comes before every drawn one in ``order`` (e.g. the top rows of an image in
     raster order) the draws are exact samples of p(x_missing | x_given) and log p is its
-    exact log; otherwise they condition only on the given values before them."""
+    exact log; otherwise they condition only on the given values before them (a
+    normalised distribution over the drawn coordinates, but not the model's conditional,
+    which would need the marginal probability of the given values drawn later:
+    `genjax.eval.completion`)."""
 
     def draw(k, logits, _):
         value = grandom.bernoulli(k, jax.nn.sigmoid(logits)).astype(dtype)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -42,10 +43,33 @@ class FVBN(nnx.Module):
         return ar.fvbn_log_likelihood(x.reshape(x.shape[0], -1), W=self.W[...],
                                       b=self.b[...], context=self.context)
 
-    def sample(self, key, num: int):
-        """Ancestral sampling, O(D^2) per sample: step i computes only row i's logit."""
+    def pixel_log_probs(self, x):
+        """log p(x_i | x_<i) for every pixel: [B, *E] -> [B, D] nats."""
+        flat = x.reshape(x.shape[0], -1)
+        logits = self.logits(flat)
+        return flat * logits - jax.nn.softplus(logits)
+
+    def conditional_log_prob(self, x, given_mask):
+        """The sum over the pixels outside ``given_mask`` ([*E] or [B, *E], bool) of
+        log p(x_i | x_<i): [B] nats; the exact log p(x_missing | x_given) when every given
+        pixel comes before every missing one (e.g. the top rows)."""
+        missing = ~jnp.broadcast_to(jnp.asarray(given_mask, bool).reshape(-1, self.dim),
+                                    (x.shape[0], self.dim))
+        return jnp.sum(jnp.where(missing, self.pixel_log_probs(x), 0.0), axis=-1)
+
+    def sample(self, key, num: int, *, given=None, given_mask=None):
+        """Ancestral sampling, O(D^2) per sample: step i computes only row i's logit.
+        ``given`` [num, *E] / ``given_mask``: completion (`ancestral.sample_bernoulli`)."""
         W = self.W[...] * ar.fvbn_mask(self.dim, self.context, self.W[...].dtype)
         b = self.b[...]
+        if given is not None:
+            given = given.reshape(num, self.dim)
         x, log_p = ancestral.sample_bernoulli(
-            key, lambda x, i: x @ W[i] + b[i], num, self.dim, dtype=W.dtype)
+            key, lambda x, i: x @ W[i] + b[i], num, self.dim, dtype=W.dtype, given=given,
+            given_mask=given_mask)
         return x.reshape((num,) + self.example_shape), log_p
+
+    def complete(self, key, x, given_mask):
+        """Fills in the pixels of x [N, *E] outside ``given_mask`` by sampling them given
+        the rest: (completed x [N, *E], log p(completed part | given) [N])."""
+        return self.sample(key, x.shape[0], given=x, given_mask=given_mask)

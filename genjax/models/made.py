@@ -16,6 +16,21 @@ of the uniform mixture of the K autoregressive models, log (1/K) sum_k p_k(x).
 
 The masks are `Mask` variables, not `nnx.Param`: split with
 ``nnx.split(model, nnx.Param, ...)`` and keep the second state out of the optimiser.
+
+Class-conditional (``num_classes`` K > 0): p(x | y) = prod_d p(x_d | x_<d, y), with
+one_hot(y) [K + 1] (`genjax.conditioning.one_hot`, the last slot the null class) as K + 1
+extra inputs connected to every unit of the first hidden layer (their mask rows are all
+ones: a label may inform every conditional, the first pixel's included) and, with
+``label_to_output`` (the default), directly to every output logit through a kernel that
+starts at zero. The autoregressive property in x is unchanged, so p(x | y) is exactly
+normalised for every y.
+
+Completion: ``sample(..., given=, given_mask=)`` keeps the given pixels and draws the
+others in the mask's ordering; `conditional_log_prob` sums the missing pixels'
+conditionals. It is the exact log p(x_missing | x_given) when every given pixel comes
+first in the ordering (the top rows in the natural order); for another mask it is a
+normalised distribution that conditions each missing pixel only on the given pixels
+before it.
 """
 
 from __future__ import annotations
@@ -29,6 +44,7 @@ import numpy as np
 from flax import nnx
 from jax.scipy.special import logsumexp
 
+from genjax import conditioning
 from genjax.losses import autoregressive as ar
 from genjax.models import ancestral
 
@@ -73,11 +89,15 @@ class MADE(nnx.Module):
     """logits(x [B, *E], mask=0) -> [B, D]; log_prob(x, mask=0) -> [B] nats;
     log_prob_ensemble(x) -> [B]; sample(key, num, mask=0) -> (x [num, *E], log p [num]).
     ``mask`` may be a traced int (order-agnostic training draws it per step). ReLU hidden
-    layers; ``bias_init`` [D] sets the output bias (zeros by default)."""
+    layers; ``bias_init`` [D] sets the output bias (zeros by default). ``num_classes``
+    K > 0: class-conditional (see the module docstring); every method then takes the
+    label ``y=`` (int [B] or a scalar, 0..K-1, K = the null class) and refuses to run
+    without it."""
 
     def __init__(self, example_shape: Sequence[int], *, hidden: Sequence[int] = (500,),
                  ordering: str = "natural", num_masks: int = 1, mask_seed: int = 0,
-                 bias_init=None, rngs: nnx.Rngs):
+                 bias_init=None, num_classes: int = 0, label_to_output: bool = True,
+                 rngs: nnx.Rngs):
         self.example_shape = tuple(example_shape)
         d = math.prod(self.example_shape)
         self.dim, self.num_masks = d, int(num_masks)
@@ -93,33 +113,76 @@ class MADE(nnx.Module):
                     else jnp.asarray(bias_init, jnp.float32).reshape(d))
         self.biases = nnx.List([nnx.Param(jnp.zeros((b,))) for b in sizes[1:-1]]
                                + [nnx.Param(out_bias)])
+        self.num_classes, self.label_to_output = int(num_classes), bool(label_to_output)
+        if self.num_classes:
+            k1 = self.num_classes + 1
+            # one_hot(y) -> the first hidden layer, unmasked (about the pixels' scale)
+            self.label_kernel = nnx.Param(
+                jax.random.normal(rngs.params(), (k1, sizes[1])) / math.sqrt(k1))
+            if self.label_to_output:                      # one_hot(y) -> every logit
+                self.label_out = nnx.Param(jnp.zeros((k1, d)))
 
-    def _logits_flat(self, x, mask):                        # x [B, D] -> [B, D]
+    def _context(self, y, num: int):
+        """one_hot(y) [num, K + 1], or None for the unconditional model."""
+        return conditioning.context("this MADE", self.num_classes, y, num)
+
+    def _logits_flat(self, x, mask, ctx=None):   # x [B, D], ctx [B, K + 1] -> [B, D]
         h = x
         n = len(self.kernels)
         for l in range(n):
             w = self.kernels[l][...] * self.masks[l][...][mask]
             h = h @ w + self.biases[l][...]
+            if ctx is not None and l == 0:
+                h = h + ctx @ self.label_kernel[...]
+            if ctx is not None and l == n - 1 and self.label_to_output:
+                h = h + ctx @ self.label_out[...]
             if l < n - 1:
                 h = jax.nn.relu(h)
         return h
 
-    def logits(self, x, mask=0):
-        return self._logits_flat(x.reshape(x.shape[0], -1), mask)
+    def logits(self, x, mask=0, *, y=None):
+        return self._logits_flat(x.reshape(x.shape[0], -1), mask,
+                                 self._context(y, x.shape[0]))
 
-    def log_prob(self, x, mask=0):
+    def log_prob(self, x, mask=0, *, y=None):
         x = x.reshape(x.shape[0], -1)
+        ctx = self._context(y, x.shape[0])
         return ar.autoregressive_log_likelihood(
-            x, logits_fn=lambda v: self._logits_flat(v, mask))
+            x, logits_fn=lambda v: self._logits_flat(v, mask, ctx))
 
-    def log_prob_ensemble(self, x):
+    def log_prob_ensemble(self, x, *, y=None):
         """log (1/K) sum_k p_k(x) over the K masks: [B, *E] -> [B] nats (exact)."""
-        per_mask = jax.lax.map(lambda k: self.log_prob(x, k), jnp.arange(self.num_masks))
+        per_mask = jax.lax.map(lambda k: self.log_prob(x, k, y=y), jnp.arange(self.num_masks))
         return logsumexp(per_mask, axis=0) - math.log(self.num_masks)
 
-    def sample(self, key, num: int, mask=0):
-        """Ancestral sampling in mask ``mask``'s ordering: D forward passes in a scan."""
+    def pixel_log_probs(self, x, mask=0, *, y=None):
+        """log p(x_d | x_<d (, y)) for every pixel d: [B, *E] -> [B, D] nats."""
+        flat = x.reshape(x.shape[0], -1)
+        logits = self.logits(flat, mask, y=y)
+        return flat * logits - jax.nn.softplus(logits)
+
+    def conditional_log_prob(self, x, given_mask, mask=0, *, y=None):
+        """The sum over the pixels outside ``given_mask`` ([*E] or [B, *E], bool) of
+        log p(x_d | x_<d (, y)) in mask ``mask``'s ordering: [B] nats; the exact
+        log p(x_missing | x_given (, y)) when the given pixels come first in that
+        ordering (module docstring)."""
+        missing = ~jnp.broadcast_to(jnp.asarray(given_mask, bool).reshape(-1, self.dim),
+                                    (x.shape[0], self.dim))
+        return jnp.sum(jnp.where(missing, self.pixel_log_probs(x, mask, y=y), 0.0), -1)
+
+    def sample(self, key, num: int, mask=0, *, y=None, given=None, given_mask=None):
+        """Ancestral sampling in mask ``mask``'s ordering: D forward passes in a scan.
+        ``y``: the labels of a conditional model; ``given`` [num, *E] / ``given_mask``:
+        completion (`ancestral.sample_bernoulli`)."""
+        ctx = self._context(y, num)
+        if given is not None:
+            given = given.reshape(num, self.dim)
         x, log_p = ancestral.sample_bernoulli(
-            key, lambda x, i: self._logits_flat(x, mask)[:, i], num, self.dim,
-            order=self.orders[...][mask])
+            key, lambda x, i: self._logits_flat(x, mask, ctx)[:, i], num, self.dim,
+            order=self.orders[...][mask], given=given, given_mask=given_mask)
         return x.reshape((num,) + self.example_shape), log_p
+
+    def complete(self, key, x, given_mask, mask=0, *, y=None):
+        """Fills in the pixels of x [N, *E] outside ``given_mask`` by sampling them given
+        the rest: (completed x [N, *E], log p(completed part | given) [N])."""
+        return self.sample(key, x.shape[0], mask, y=y, given=x, given_mask=given_mask)

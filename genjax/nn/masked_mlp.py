@@ -14,6 +14,15 @@ strictly before d.
 for every x: with the affine transformer (y = x e^s + t) every layer starts as the
 identity, as in MAF and Glow. The masks are `genjax.models.made.Mask` variables, not
 `nnx.Param`: ``nnx.split(model, nnx.Param, ...)`` keeps them out of the optimiser.
+
+Conditional (``condition_dim`` C > 0; a conditional MAF, flowjax's ``condition=``): a
+condition c [B, C] (e.g. a one-hot class, `genjax.conditioning.one_hot`) is one more
+input connected to every unit of the first hidden layer, through an unmasked kernel
+[C, H_1] (the mask rows of the condition inputs are all ones), and, with
+``condition_to_output``, directly to every output through a kernel [C, D P] that starts
+at zero. Every theta may then depend on c, and the autoregressive property in x is
+unchanged. With C = 0 (the default) the module has no extra parameter and computes what
+it always did, bit for bit.
 """
 
 from __future__ import annotations
@@ -33,11 +42,14 @@ class MaskedMLP(nnx.Module):
     """x [B, D] -> theta [B, D, num_params]. ``ordering`` is "natural", "reverse" or
     "random" (drawn from ``mask_seed``, as are the hidden degrees); ``order`` [D] (a `Mask`)
     is the ordering: order[t] is the t-th dimension, pass it to the flow. ``activation``
-    between hidden layers, none after the last."""
+    between hidden layers, none after the last. ``condition_dim`` > 0: the module takes a
+    condition [B, condition_dim] (see the module docstring); call it as
+    ``model(x, condition)``."""
 
     def __init__(self, dim: int, hidden: Sequence[int] = (64, 64), num_params: int = 2, *,
                  ordering: str = "natural", mask_seed: int = 0,
                  activation: Callable = jax.nn.relu, zero_init: bool = True,
+                 condition_dim: int = 0, condition_to_output: bool = True,
                  rngs: nnx.Rngs):
         orders, masks = made_masks(dim, tuple(hidden), ordering=ordering, num_masks=1,
                                    seed=mask_seed)
@@ -54,12 +66,28 @@ class MaskedMLP(nnx.Module):
             kernels[-1] = jnp.zeros_like(kernels[-1])
         self.kernels = nnx.List([nnx.Param(k) for k in kernels])
         self.biases = nnx.List([nnx.Param(jnp.zeros((b,))) for b in sizes[1:]])
+        self.condition_dim = int(condition_dim)
+        if self.condition_dim:
+            if not hidden:
+                raise ValueError("a conditional MaskedMLP needs a hidden layer")
+            self.condition_kernel = nnx.Param(
+                jax.random.normal(rngs.params(), (self.condition_dim, hidden[0]))
+                / math.sqrt(self.condition_dim))
+            self.condition_out = (nnx.Param(jnp.zeros((self.condition_dim, sizes[-1])))
+                                  if condition_to_output else None)
 
-    def __call__(self, x):                                   # x [B, D] -> [B, D, P]
+    def __call__(self, x, condition=None):       # x [B, D], condition [B, C] -> [B, D, P]
+        if (condition is None) != (self.condition_dim == 0):
+            raise ValueError(f"MaskedMLP with condition_dim={self.condition_dim} called "
+                             f"with condition={'None' if condition is None else 'an array'}")
         h = x
         n = len(self.kernels)
         for l in range(n):
             h = h @ (self.kernels[l][...] * self.masks[l][...]) + self.biases[l][...]
+            if condition is not None and l == 0:          # every first-layer unit sees c
+                h = h + condition @ self.condition_kernel[...]
+            if condition is not None and l == n - 1 and self.condition_out is not None:
+                h = h + condition @ self.condition_out[...]
             if l < n - 1:
                 h = self.activation(h)
         return h.reshape(x.shape[0], self.dim, self.num_params)
@@ -67,11 +95,12 @@ class MaskedMLP(nnx.Module):
 
 def as_conditioner(model: MaskedMLP):
     """(conditioner, params, order) for `genjax.flows.autoregressive`: the pure function
-    conditioner(params, x [B, D]) -> theta [B, D, P], the trainable parameters (an
-    `nnx.State` of the `nnx.Param`s; the masks are closed over) and the ordering as numpy."""
+    conditioner(params, x [B, D]) -> theta [B, D, P] (a conditional model:
+    conditioner(params, x, condition [B, C])), the trainable parameters (an `nnx.State` of
+    the `nnx.Param`s; the masks are closed over) and the ordering as numpy."""
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
-    def conditioner(p, x):
-        return nnx.merge(graphdef, p, rest)(x)
+    def conditioner(p, x, *condition):
+        return nnx.merge(graphdef, p, rest)(x, *condition)
 
     return conditioner, params, np.asarray(model.order[...])
