@@ -1,7 +1,9 @@
 """Normalizing flows as pure functions: bijectors with log-determinants (`bijectors`),
 element-wise transformers (`transformers`: affine; `splines`: rational-quadratic splines)
 and autoregressive flows on MADE conditioners (`autoregressive`: MAF, IAF). The models
-that chain them are in `genjax.models.flow`."""
+that chain them are in `genjax.models.flow`. Every bijector takes an optional
+``condition=`` (flowjax's conditional flows): couplings and autoregressive layers hand it
+to their conditioner, the others ignore it, None changes nothing."""
 
 from genjax.flows import autoregressive, splines, transformers
 from genjax.flows.autoregressive import inverse_autoregressive, invert, masked_autoregressive

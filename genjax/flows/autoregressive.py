@@ -23,6 +23,13 @@ to data map x = tau(z; c(z)) is one pass, so IAF samples (and scores its own sam
 as in a variational posterior) in one pass, while the density of a given x needs the D
 passes of the scan. MAF: density 1 pass, sampling D passes; IAF: sampling 1 pass,
 density of arbitrary data D passes.
+
+Conditional (flowjax's ``condition=``; the conditional MAF of Papamakarios et al.):
+forward(params, x, condition=c) and inverse(params, z, condition=c) call
+conditioner(params, x, c) -> theta [B, D, P], where c [B, ...] (e.g. a one-hot class) may
+reach every theta[:, d] (it is not part of the ordering); for a fixed c the map is the
+same triangular bijection of x. With ``condition=None`` the conditioner is called with
+two arguments, exactly as before.
 """
 
 from __future__ import annotations
@@ -57,30 +64,32 @@ def masked_autoregressive(conditioner: Callable, transformer: Transformer, dim: 
     inverse(params, z) -> (x, log|det dx/dz| [B]) in a scan of D passes over ``order``
     ([D] ints, order[t] the t-th dimension; arange(D) by default; it must be the
     conditioner's, e.g. `MaskedMLP.order`). conditioner(params, x [B, D]) -> [B, D, P]
-    with P = transformer.num_params."""
+    with P = transformer.num_params; with ``condition=c`` given to forward / inverse,
+    conditioner(params, x, c)."""
     order = _check_order(order, dim)
     p = transformer.num_params
 
-    def _theta(params, x):                                   # x [B, D] -> [B, D, P]
-        theta = conditioner(params, x)
+    def _theta(params, x, condition):                        # x [B, D] -> [B, D, P]
+        theta = (conditioner(params, x) if condition is None
+                 else conditioner(params, x, condition))
         if theta.shape != (x.shape[0], dim, p):
             raise ValueError(f"the conditioner returned shape {theta.shape}; expected "
                              f"{(x.shape[0], dim, p)} ([B, D, num_params])")
         return theta
 
-    def forward(params, x):
+    def forward(params, x, condition=None):
         if x.ndim != 2 or x.shape[1] != dim:
             raise ValueError(f"expected x of shape [B, {dim}], got {x.shape}")
-        z, ld = transformer.forward(x, _theta(params, x))    # [B, D], [B, D]
+        z, ld = transformer.forward(x, _theta(params, x, condition))   # [B, D], [B, D]
         return z, ld.sum(-1)
 
-    def inverse(params, z):
+    def inverse(params, z, condition=None):
         if z.ndim != 2 or z.shape[1] != dim:
             raise ValueError(f"expected z of shape [B, {dim}], got {z.shape}")
 
         def step(carry, d):                                  # set dimension d = order[t]
             x, ld = carry                                    # [B, D], [B]
-            theta_d = _theta(params, x)[:, d]                # [B, P]: x's earlier dims set
+            theta_d = _theta(params, x, condition)[:, d]     # [B, P]: x's earlier dims set
             x_d, ld_d = transformer.inverse(z[:, d], theta_d)           # [B], [B]
             return (x.at[:, d].set(x_d), ld + ld_d), None
 

@@ -5,6 +5,14 @@ Every bijector here is a pair of functions on a batch, with parameters passed in
     y, logdet = forward(params, x)      # x [B, ...] -> y [B, ...], logdet [B] = log|det dy/dx|
     x, logdet = inverse(params, y)      # logdet [B] = log|det dx/dy| = -forward's at x
 
+Conditional flows (flowjax's ``condition=``): every bijector here also takes a keyword
+``condition`` [B, ...] (e.g. a one-hot class, `genjax.conditioning.one_hot`), the same for
+both directions. The coupling layers (and `genjax.flows.autoregressive`) hand it to their
+conditioner as a third argument, conditioner(params, x_masked, condition); the others
+accept and ignore it, so a `chain` passes one condition to all of its bijectors. With
+``condition=None`` (the default) the conditioner is called with two arguments, exactly
+as an unconditional flow: nothing changes, bit for bit.
+
 so that a flow f that maps data to noise (the convention of `genjax.models.flow`) has
 log p(x) = log p_Z(f(x)) + log|det df/dx|, the forward log-determinants summed over a
 `chain`; sampling runs the inverses. Log-determinants are in nats, per example. The tests check every one:
@@ -58,12 +66,13 @@ def channel_mask(channels: int, *, parity: int = 0):
 
 def affine_coupling(mask, conditioner: Callable) -> Bijector:
     """RealNVP's affine coupling. ``mask`` broadcasts against one example (1 = passes
-    through and conditions); ``conditioner(params, x_masked) -> (shift, log_scale)``, each
-    of x's shape (a network; bound the log-scale, e.g. with tanh, for stability). The
-    log-scale only acts where mask = 0, so logdet = sum((1 - m) log_scale). It is
-    `coupling` with the affine transformer."""
+    through and conditions); ``conditioner(params, x_masked[, condition]) -> (shift,
+    log_scale)``, each of x's shape (a network; bound the log-scale, e.g. with tanh, for
+    stability). The log-scale only acts where mask = 0, so logdet = sum((1 - m)
+    log_scale). It is `coupling` with the affine transformer."""
     from genjax.flows.transformers import affine
-    return coupling(mask, lambda params, xm: jnp.stack(conditioner(params, xm), -1), affine())
+    return coupling(mask, lambda params, xm, *c: jnp.stack(conditioner(params, xm, *c), -1),
+                    affine())
 
 
 def coupling(mask, conditioner: Callable, transformer) -> Bijector:
@@ -73,23 +82,31 @@ def coupling(mask, conditioner: Callable, transformer) -> Bijector:
     conditions); ``conditioner(params, x_masked) -> theta`` of shape x.shape +
     (transformer.num_params,) (a network; start it at zero output for the identity). Only
     the elements where mask = 0 are transformed, so logdet [B] is the per-example sum of
-    their log|dy/dx|."""
+    their log|dy/dx|.
+
+    Conditional: forward(params, x, condition=c) and inverse(params, y, condition=c) call
+    ``conditioner(params, x_masked, c)``; for a fixed c the layer is a bijection of x with
+    the same log-determinant formula (c only moves theta)."""
     keep = jnp.asarray(mask) != 0
 
-    def _theta(params, v):
-        theta = conditioner(params, v * keep)
+    def _theta(params, v, condition):
+        xm = v * keep
+        theta = (conditioner(params, xm) if condition is None
+                 else conditioner(params, xm, condition))
         want = v.shape + (transformer.num_params,)
         if theta.shape != want:
             raise ValueError(f"coupling: the conditioner must return shape {want} (x's "
                              f"shape + (num_params,)), got {theta.shape}")
         return theta
 
-    def apply(params, x, direction):
-        z, ld = direction(x, _theta(params, x))       # inverse: y's masked part is x's
+    def apply(params, x, direction, condition):
+        z, ld = direction(x, _theta(params, x, condition))  # inverse: y's masked part is x's
         return jnp.where(keep, x, z), _per_example(jnp.where(keep, 0.0, ld).astype(x.dtype))
 
-    return (lambda params, x: apply(params, x, transformer.forward),
-            lambda params, y: apply(params, y, transformer.inverse))
+    return (lambda params, x, condition=None: apply(params, x, transformer.forward,
+                                                    condition),
+            lambda params, y, condition=None: apply(params, y, transformer.inverse,
+                                                    condition))
 
 
 # ------------------------------------------------------------------------------ actnorm
@@ -111,12 +128,12 @@ def actnorm() -> Bijector:
     """y = (x + bias) * exp(log_scale), per channel (last axis); params from
     `actnorm_init`. logdet = (H W) sum(log_scale)."""
 
-    def forward(params, x):
+    def forward(params, x, condition=None):
         y = (x + params["bias"]) * jnp.exp(params["log_scale"])
         ld = _spatial_size(x) * jnp.sum(params["log_scale"])
         return y, jnp.full((x.shape[0],), ld, x.dtype)
 
-    def inverse(params, y):
+    def inverse(params, y, condition=None):
         x = y * jnp.exp(-params["log_scale"]) - params["bias"]
         ld = -_spatial_size(y) * jnp.sum(params["log_scale"])
         return x, jnp.full((y.shape[0],), ld, y.dtype)
@@ -151,12 +168,12 @@ def conv1x1() -> Bijector:
     """Glow's invertible 1x1 convolution: y = x W over the last axis at every position;
     logdet = (H W) sum(log_s), O(C) from the LU parameters (`conv1x1_init`)."""
 
-    def forward(params, x):
+    def forward(params, x, condition=None):
         y = x @ conv1x1_weight(params)
         ld = _spatial_size(x) * jnp.sum(params["log_s"])
         return y, jnp.full((x.shape[0],), ld, x.dtype)
 
-    def inverse(params, y):
+    def inverse(params, y, condition=None):
         x = y @ jnp.linalg.inv(conv1x1_weight(params))
         ld = -_spatial_size(y) * jnp.sum(params["log_s"])
         return x, jnp.full((y.shape[0],), ld, y.dtype)
@@ -171,10 +188,10 @@ def permute(perm: Sequence[int]) -> Bijector:
     perm = np.asarray(perm)
     inv = np.argsort(perm)
 
-    def forward(params, x):
+    def forward(params, x, condition=None):
         return x[..., perm], jnp.zeros((x.shape[0],), x.dtype)
 
-    def inverse(params, y):
+    def inverse(params, y, condition=None):
         return y[..., inv], jnp.zeros((y.shape[0],), y.dtype)
 
     return forward, inverse
@@ -184,14 +201,14 @@ def squeeze() -> Bijector:
     """[B, H, W, C] -> [B, H/2, W/2, 4C]: each 2x2 block of pixels becomes one position
     with 4C channels (RealNVP's squeeze); logdet 0."""
 
-    def forward(params, x):
+    def forward(params, x, condition=None):
         b, h, w, c = x.shape
         if h % 2 or w % 2:
             raise ValueError(f"squeeze needs even sides, got {x.shape[1:3]}")
         y = x.reshape(b, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
         return y.reshape(b, h // 2, w // 2, 4 * c), jnp.zeros((b,), x.dtype)
 
-    def inverse(params, y):
+    def inverse(params, y, condition=None):
         b, h, w, c4 = y.shape
         x = y.reshape(b, h, w, 2, 2, c4 // 4).transpose(0, 1, 3, 2, 4, 5)
         return x.reshape(b, 2 * h, 2 * w, c4 // 4), jnp.zeros((b,), y.dtype)
@@ -203,20 +220,25 @@ def squeeze() -> Bijector:
 
 def chain(bijectors: Sequence[Bijector]) -> Bijector:
     """The composition: forward applies bijectors[0] first; params is a sequence with one
-    entry per bijector (None where it has none). Log-determinants add."""
+    entry per bijector (None where it has none). Log-determinants add. A ``condition``
+    goes to every bijector (as ``condition=``; with None none is passed, so bijectors
+    written without the keyword still chain)."""
     bijectors = list(bijectors)
 
-    def forward(params, x):
+    def _call(fn, p, v, condition):
+        return fn(p, v) if condition is None else fn(p, v, condition=condition)
+
+    def forward(params, x, condition=None):
         total = jnp.zeros((x.shape[0],), x.dtype)
         for (fwd, _), p in zip(bijectors, params, strict=True):
-            x, ld = fwd(p, x)
+            x, ld = _call(fwd, p, x, condition)
             total = total + ld
         return x, total
 
-    def inverse(params, y):
+    def inverse(params, y, condition=None):
         total = jnp.zeros((y.shape[0],), y.dtype)
         for (_, inv), p in zip(reversed(bijectors), list(params)[::-1], strict=True):
-            y, ld = inv(p, y)
+            y, ld = _call(inv, p, y, condition)
             total = total + ld
         return y, total
 

@@ -194,5 +194,6 @@ def spline_coupling(mask, conditioner: Callable, *, num_bins: int = 8,
                     bound: float = 3.0) -> Bijector:
     """Neural spline coupling (Durkan et al. 2019): `genjax.flows.bijectors.coupling` with
     `rq_spline(num_bins, bound=bound)`; the conditioner returns raw parameters of shape
-    x.shape + (3 num_bins - 1,)."""
+    x.shape + (3 num_bins - 1,) (and takes a third argument when the layer is called
+    with ``condition=``, see `coupling`)."""
     return coupling(mask, conditioner, rq_spline(num_bins, bound=bound))
