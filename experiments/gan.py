@@ -4,7 +4,8 @@
         [--workdir=runs/gan/PRESET] [--config.loss.objective=minimax ...]
         [--sweep=optim.lr=1e-4,3e-4 --sweep=seed=0,1 ...]  (genjax.train.sweep)
 
-Presets: default (DCGAN on mnist5k), eight_gaussians, quick, cifar10 (see configs/gan.py).
+Presets: default (DCGAN on mnist5k), eight_gaussians, quick, cifar10, conditional,
+conditional_eight_gaussians, conditional_quick (see configs/gan.py).
 
 Writes into the workdir: checkpoints/, tensorboard/, metrics.jsonl (d_loss, g_loss,
 D(x) on real and generated data, both gradient norms), config.json, samples/ (a figure at
@@ -15,6 +16,13 @@ classes the classifier assigns to the samples (0 = every class equally often; mo
 collapse raises it). The 8-Gaussians toy: samples.png (data;
 samples over the discriminator's D(x); straight latent paths mapped by G) and the
 modes covered, the high-quality fraction and the mode KL (genjax.eval.gan_toy).
+
+Class-conditional (--config.model.conditional=True): G(z, y) and a projection
+discriminator D(x, y); images: conditional accuracy, overall and per-class Fréchet
+distance of fd_samples samples drawn for balanced labels (genjax.eval.conditional),
+samples.png with one row per class (class_rows) and class_styles.png (z fixed per row,
+y = 0..K-1 along it); the toy: the share of label k's samples at mode k
+(cond_mode_accuracy) next to the mode metrics, samples coloured by their label.
 """
 
 from __future__ import annotations
@@ -28,8 +36,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from genjax import viz, xla
+from genjax import conditioning, viz, xla
 from genjax.data import require_image_sides, transforms
+from genjax.eval import conditional as cond_eval
 from genjax.eval import gan_analysis, sample_quality
 from genjax.losses import gan as gan_losses
 from genjax.models.dcgan import DCGANDiscriminator, DCGANGenerator
@@ -38,6 +47,7 @@ from genjax.train import NonFiniteError, cli, config as cfglib, experiment, make
 from genjax.train import ConfigError, sweep_spec, train
 from genjax.train.gan_step import init_gan_state, make_gan_step
 from genjax.train.sweep import Program, SweepParts, run_sweep
+from genjax.viz import conditional as cond_viz
 
 ARCHITECTURES = ("dcgan", "mlp")
 JS_OBJECTIVES = ("non_saturating", "minimax")     # D(x) = sigmoid(logit) is a probability
@@ -57,6 +67,7 @@ def validate(config):
         cfglib.int_tuple(config, f, min_len=0, example="'(128, 128)'",
                          what="the MLP's hidden widths")
     cfglib.boolean(config, "model.g_norm")
+    cfglib.boolean(config, "model.conditional")    # labels checked with the data
     cfglib.in_range(config, "model.ema_decay", 0, 1, why="0 turns the average off")
     cfglib.positive(config, "loss.gp_weight", allow_zero=True)
     cfglib.integer(config, "eval.fd_samples", minimum=0, why="0 = skip")
@@ -73,6 +84,7 @@ def validate(config):
 
 def validate_data(config, ds):
     """Checks that need the dataset (after `experiment.prepare`, before building)."""
+    cfglib.validate_conditional(config, ds)
     want = "points" if config.model.arch == "mlp" else "image"
     cfglib.require(ds.kind == want, "model.arch", config.model.arch,
                    f"{'dcgan' if ds.kind == 'image' else 'mlp'} for the {ds.kind} of "
@@ -85,21 +97,33 @@ def validate_data(config, ds):
     cfglib.validate_fd(config, ds)
 
 
-def build(config, example_shape):
+def build(config, example_shape, num_classes: int | None = None):
     """The players, the initial state and the training step of ``config`` (shared with
     benchmarks/gan_throughput.py). Returns (generate, discriminate, state, step_fn) with
     generate(g_params, z [N, Z]) -> x [N, *E] (images in [-1, 1]) and
-    discriminate(d_params, x) -> logits [N]."""
+    discriminate(d_params, x) -> logits [N].
+
+    With model.conditional (``num_classes`` K of the dataset required): generate(g_params,
+    z, y [N]) and discriminate(d_params, x, y [N]), y int in 0..K-1, and the step's batch
+    is (x uint8 [B, *E], y [B]) (`experiment.training_data`): D scores real (x, y) against
+    (G(z, y), y), G is trained on the batch's labels (the data's label frequencies)."""
     m, lo = config.model, config.loss
+    k = 0
+    if m.conditional:
+        if not num_classes:
+            raise ValueError("build: a conditional GAN needs num_classes (the dataset's)")
+        k = int(num_classes)
     rngs = nnx.Rngs(config.seed)
     if m.arch == "dcgan":
         g = DCGANGenerator(m.latent_dim, example_shape, channels=m.g_channels,
-                           norm=m.g_norm, rngs=rngs)
-        d = DCGANDiscriminator(example_shape, channels=m.d_channels, rngs=rngs)
+                           norm=m.g_norm, num_classes=k, rngs=rngs)
+        d = DCGANDiscriminator(example_shape, channels=m.d_channels, num_classes=k,
+                               rngs=rngs)
     else:
         g = MLPGenerator(m.latent_dim, math.prod(example_shape), hidden=tuple(m.g_hidden),
-                         rngs=rngs)
-        d = MLPDiscriminator(math.prod(example_shape), hidden=tuple(m.d_hidden), rngs=rngs)
+                         num_classes=k, rngs=rngs)
+        d = MLPDiscriminator(math.prod(example_shape), hidden=tuple(m.d_hidden),
+                             num_classes=k, rngs=rngs)
     g_def, g_params = nnx.split(g)
     d_def, d_params = nnx.split(d)
     num_steps = config.train.num_steps
@@ -113,21 +137,27 @@ def build(config, example_shape):
         hparams["ema_decay"] = m.ema_decay
     state = init_gan_state(g_params, d_params, tx_g, tx_d, hparams, ema=m.ema_decay > 0)
 
-    def generate(g_params, z):
-        return nnx.merge(g_def, g_params)(z).reshape((z.shape[0],) + tuple(example_shape))
+    def generate(g_params, z, y=None):
+        return nnx.merge(g_def, g_params)(z, y).reshape((z.shape[0],) + tuple(example_shape))
 
-    def discriminate(d_params, x):
-        return nnx.merge(d_def, d_params)(x)
+    def discriminate(d_params, x, y=None):
+        return nnx.merge(d_def, d_params)(x, y)
 
     d_obj, g_obj = gan_losses.objective(lo.objective)
 
+    def split(batch):
+        """(images or points [B, *E], labels [B] or None) of a step's batch."""
+        return batch if k else (batch, None)
+
     def d_loss_fn(d_params, g_params, batch, key, hp):
         k_data, k_z, k_gp = jax.random.split(key, 3)
-        real = transforms.preprocess(k_data, batch, config.data.preprocess)     # [B, *E]
+        x, y = split(batch)
+        real = transforms.preprocess(k_data, x, config.data.preprocess)         # [B, *E]
         b = real.shape[0]
         z = jax.random.normal(k_z, (b, m.latent_dim))
-        fake = jax.lax.stop_gradient(generate(g_params, z))                     # [B, *E]
-        logits = discriminate(d_params, jnp.concatenate([real, fake]))          # [2B]
+        fake = jax.lax.stop_gradient(generate(g_params, z, y))                  # [B, *E]
+        yy = None if y is None else jnp.concatenate([y, y])                     # [2B]
+        logits = discriminate(d_params, jnp.concatenate([real, fake]), yy)      # [2B]
         real_l, fake_l = logits[:b], logits[b:]
         loss = d_obj(real_l, fake_l)
         # named to sort after d_loss / g_loss (see genjax.train.gan_step)
@@ -136,15 +166,17 @@ def build(config, example_shape):
             metrics.update({"stats/d_real": jnp.mean(jax.nn.sigmoid(real_l)),
                             "stats/d_fake": jnp.mean(jax.nn.sigmoid(fake_l))})
         if lo.objective == "wgan_gp":
-            gp = gan_losses.gradient_penalty(lambda x: discriminate(d_params, x), real,
+            # real and fake share their labels: the interpolates keep them
+            gp = gan_losses.gradient_penalty(lambda x: discriminate(d_params, x, y), real,
                                              fake, k_gp)
             loss = loss + hp["gp_weight"] * gp
             metrics["stats/gradient_penalty"] = gp
         return loss, metrics
 
     def g_loss_fn(g_params, d_params, batch, key, hp):
-        z = jax.random.normal(key, (batch.shape[0], m.latent_dim))          # [B, Z]
-        return g_obj(discriminate(d_params, generate(g_params, z))), {}
+        x, y = split(batch)
+        z = jax.random.normal(key, (x.shape[0], m.latent_dim))              # [B, Z]
+        return g_obj(discriminate(d_params, generate(g_params, z, y), y)), {}
 
     step = make_gan_step(g_loss_fn=g_loss_fn, d_loss_fn=d_loss_fn, tx_g=tx_g, tx_d=tx_d,
                          d_steps=lo.d_steps, g_lr_schedule=sched_g, d_lr_schedule=sched_d)
@@ -157,10 +189,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
     validate(config)
     ds = experiment.prepare(config, workdir, kinds=("image", "points"))
     validate_data(config, ds)
-    generate, discriminate, state, step = build(config, ds.example_shape)
+    generate, discriminate, state, step = build(config, ds.example_shape, ds.num_classes)
     report = Report(config, workdir, ds, generate, discriminate)
     try:
-        state, summary = train(state, step, ds.train, cfg=config.train, seed=config.seed,
+        state, summary = train(state, step,
+                               experiment.training_data(ds, config.model.conditional),
+                               cfg=config.train, seed=config.seed,
                                workdir=workdir, eval_fn=report.during_training)
     except NonFiniteError as e:
         raise NonFiniteError(f"{e} (d_* metrics are the discriminator's, whose optimiser is "
@@ -173,12 +207,17 @@ class Report:
     samples figure in samples/ and the numbers under eval/; at the end, results.json's
     numbers, samples.png and (images) interpolation.png. Numbers are computed for G and,
     with an EMA, for the average ("ema_" prefix); figures show the average when
-    eval.use_ema. Every evaluation uses the same latent draws."""
+    eval.use_ema. Every evaluation uses the same latent draws (and, conditional, the same
+    balanced labels in a fixed random order)."""
 
     def __init__(self, config, workdir, ds, generate, discriminate):
         self.config, self.workdir, self.ds = config, workdir, ds
         self.generate, self.discriminate = xla.jit(generate), xla.jit(discriminate)
         self.images = ds.kind == "image"
+        self.num_classes = int(ds.num_classes) if config.model.conditional else 0
+        # the classes samples are drawn for: those in the data (all, unless data.classes)
+        self.classes = (np.unique(ds.train_labels).astype(np.int32) if self.num_classes
+                        else None)
         self.clf = None
         e = config.eval
         if self.images and e.fd_samples:
@@ -188,16 +227,25 @@ class Report:
                                                      e.classifier_dir or None,
                                                      num_steps=e.classifier_steps)
             self.real = np.asarray(transforms.to_unit(ds.test[:e.fd_samples]))
+            if self.num_classes:
+                self.real_labels = np.asarray(ds.test_labels[:e.fd_samples])
 
     def _generator(self, g_params):
-        """z -> samples as the figures and metrics want them ([0, 1] images)."""
+        """z (and y) -> samples as the figures and metrics want them ([0, 1] images)."""
         if self.images:
-            return lambda z: (self.generate(g_params, z) + 1.0) / 2.0    # [-1, 1] -> [0, 1]
-        return lambda z: self.generate(g_params, z)
+            return lambda z, y=None: (self.generate(g_params, z, y) + 1.0) / 2.0  # -> [0, 1]
+        return lambda z, y=None: self.generate(g_params, z, y)
 
     def _shown(self, state):
         use_ema = self.config.eval.use_ema and "g_ema" in state.params
         return self._generator(state.params["g_ema" if use_ema else "g"]), use_ema
+
+    def _labels(self, key, n):
+        """Balanced labels (n // K per class of the data) in a random order fixed by
+        ``key``; None for an unconditional GAN."""
+        if not self.num_classes:
+            return None
+        return self.classes[gan_analysis.mixed_labels(key, n, len(self.classes))]
 
     def numbers(self, state) -> dict:
         return self.numbers_of(state.params)
@@ -209,20 +257,35 @@ class Report:
         with the program's Report."""
         c, e, out = self.config, self.config.eval, {}
         key = jax.random.key((c.seed if seed is None else seed) + 2)
+        k_labels = jax.random.fold_in(key, 1)
         players = {"": params["g"]}
         if "g_ema" in params:
             players["ema_"] = params["g_ema"]
         for prefix, g_params in players.items():
             gen = self._generator(g_params)
             if self.clf is not None:
-                fake = gan_analysis.sample(gen, key, e.fd_samples, c.model.latent_dim)
-                m = gan_analysis.digit_quality(self.clf, self.real, fake,
-                                               self.ds.num_classes or 10)
+                labels = self._labels(k_labels, e.fd_samples)
+                fake = gan_analysis.sample(gen, key, e.fd_samples, c.model.latent_dim,
+                                           labels=labels)
+                if self.num_classes:
+                    m = cond_eval.conditional_quality(self.clf, fake, labels, self.real,
+                                                      self.real_labels,
+                                                      num_classes=self.num_classes)
+                    m["predicted_class_kl"] = gan_analysis.predicted_class_kl(
+                        self.clf, fake, self.num_classes)
+                else:
+                    m = gan_analysis.digit_quality(self.clf, self.real, fake,
+                                                   self.ds.num_classes or 10)
                 out.update({prefix + k: v for k, v in m.items()})
             if self.ds.name == "eight_gaussians":
-                m = gan_analysis.eight_gaussians_modes(
-                    gan_analysis.sample(gen, key, e.toy_samples, c.model.latent_dim),
-                    num_std=e.num_std, min_fraction=e.min_fraction)
+                labels = self._labels(k_labels, e.toy_samples)
+                fake = gan_analysis.sample(gen, key, e.toy_samples, c.model.latent_dim,
+                                           labels=labels)
+                m = gan_analysis.eight_gaussians_modes(fake, num_std=e.num_std,
+                                                       min_fraction=e.min_fraction)
+                if self.num_classes:
+                    m.update(gan_analysis.eight_gaussians_conditional(
+                        fake, labels, num_std=e.num_std))
                 out.update({prefix + k: v for k, v in m.items()
                             if not (prefix and k.startswith("mode_share"))})
         return out
@@ -232,6 +295,13 @@ class Report:
         gen, use_ema = self._shown(state)
         key = jax.random.key(c.seed + 3)
         if self.images:
+            if self.num_classes:         # one row of 10 per class, all in one batch
+                labels = self.classes[conditioning.balanced_labels(
+                    10 * len(self.classes), len(self.classes))]
+                samples = gan_analysis.sample(gen, key, len(labels), c.model.latent_dim,
+                                              labels=labels)
+                cond_viz.class_rows(path, samples, labels, per_row=10)
+                return
             viz.save_image_grid(path, gan_analysis.sample(gen, key, p.num_samples,
                                                           c.model.latent_dim))
             return
@@ -239,15 +309,27 @@ class Report:
             return
         js = c.loss.objective in JS_OBJECTIVES
         d_params = state.params["d"]
+        cond = self.num_classes > 0
+
+        def d_shown(x):              # conditional: D(x, y) for y = 0 in the background
+            y = np.zeros(len(x), np.int32) if cond else None
+            return (jax.nn.sigmoid if js else np.asarray)(self.discriminate(d_params, x, y))
+
+        d_label = "D(x)" if js else "critic score"
+        if cond:
+            d_label = "D(x, y=0)" if js else "critic score (y=0)"
         gan_analysis.toy_figure(
             path, key, generate=gen, latent_dim=c.model.latent_dim,
-            discriminate=lambda x: (jax.nn.sigmoid if js else np.asarray)(
-                self.discriminate(d_params, x)),
+            discriminate=d_shown,
             data=self.ds.train[:p.toy_points], num_points=p.toy_points,
             num_paths=p.interp_pairs, modes=self.ds.name == "eight_gaussians",
-            num_std=c.eval.num_std, d_label="D(x)" if js else "critic score",
-            title=f"GAN ({c.loss.objective}) on {c.data.name}, step {int(state.step)}"
-                  + (" (EMA of G)" if use_ema else ""))
+            num_std=c.eval.num_std, d_label=d_label,
+            title=f"{'conditional ' if self.num_classes else ''}GAN ({c.loss.objective}) "
+                  f"on {c.data.name}, step {int(state.step)}"
+                  + (" (EMA of G)" if use_ema else ""),
+            num_classes=self.num_classes,
+            data_labels=(self.ds.train_labels[:p.toy_points] if self.num_classes
+                         else None))
 
     def during_training(self, state) -> dict:
         self.figure(state, os.path.join(self.workdir, "samples",
@@ -265,12 +347,19 @@ class Report:
         self.figure(state, os.path.join(self.workdir, "samples.png"))
         if self.images:
             p = self.config.plots
+            gen = self._shown(state)[0]
             metrics.update(gan_analysis.interpolation_strip(
                 os.path.join(self.workdir, "interpolation.png"),
-                jax.random.key(self.config.seed + 4), generate=self._shown(state)[0],
+                jax.random.key(self.config.seed + 4), generate=gen,
                 latent_dim=self.config.model.latent_dim,
                 example_shape=self.ds.example_shape, pairs=p.interp_pairs,
-                steps=p.interp_steps))
+                steps=p.interp_steps, num_classes=self.num_classes))
+            if self.num_classes:
+                gan_analysis.class_style_grid(
+                    os.path.join(self.workdir, "class_styles.png"),
+                    jax.random.key(self.config.seed + 5), generate=gen,
+                    latent_dim=self.config.model.latent_dim, num_classes=self.num_classes,
+                    rows=p.interp_pairs)
         return metrics
 
 
@@ -280,18 +369,24 @@ def prepare_sweep_program(config, workdir: str) -> Program:
     so one compiled generator and one classifier, for every setting)."""
     ds = experiment.prepare(config, workdir, kinds=("image", "points"))
     validate_data(config, ds)
-    generate, discriminate, _, step = build(config, ds.example_shape)
+    generate, discriminate, _, step = build(config, ds.example_shape, ds.num_classes)
     report = Report(config, workdir, ds, generate, discriminate)
 
     def evaluate(setting_config, params):
-        # the eight per-mode shares stay in single runs' results.json: in a sweep they
-        # would fill the console table (which shows the first metrics in name order)
+        # the per-mode shares and per-class numbers stay in single runs' results.json: in
+        # a sweep they would fill the console table (the first metrics in name order)
         return {f"test/{k}": v for k, v in
                 report.numbers_of(params, seed=setting_config.seed).items()
-                if not k.startswith("mode_share/")}
+                if not k.startswith(PER_CLASS)}
 
-    return Program(init=lambda c: build(c, ds.example_shape)[2], step_fn=step,
-                   train_data=ds.train, evaluate=evaluate)
+    return Program(init=lambda c: build(c, ds.example_shape, ds.num_classes)[2],
+                   step_fn=step,
+                   train_data=experiment.training_data(ds, config.model.conditional),
+                   evaluate=evaluate)
+
+
+PER_CLASS = ("mode_share/", "accuracy/", "fd/", "cond_mode_accuracy/", "ema_accuracy/",
+             "ema_fd/", "ema_cond_mode_accuracy/")
 
 
 # TrainState.hparams holds both optimisers' lr, weight_decay and grad_clip, gp_weight and
@@ -312,7 +407,9 @@ def sweep(config, workdir: str, axes, *, samples: int = 0, sweep_seed: int = 0,
     Settings are ranked by the classifier Fréchet distance for images ("min") and by the
     high-quality fraction for eight_gaussians ("max"; the table also shows the modes
     covered and the mode KL), both of the generator's average when every setting has one
-    and eval.use_ema, else of G."""
+    and eval.use_ema, else of G. A conditional GAN (model.conditional in the base
+    config) is ranked by the Fréchet distance of its class-conditional samples (``fd``)
+    and on eight_gaussians by the conditional mode accuracy."""
     settings = sweep_spec.expand(config, [sweep_spec.parse_axis(t) for t in axes],
                                  samples=samples, sweep_seed=sweep_seed)
     decays = [s.get("model.ema_decay", config.model.ema_decay) for s in settings]
@@ -321,13 +418,15 @@ def sweep(config, workdir: str, axes, *, samples: int = 0, sweep_seed: int = 0,
     if len(has_ema) > 1:            # settings with and without "g_ema": no common state
         dynamic = dynamic - {"model.ema_decay"}
     prefix = "ema_" if has_ema == {True} and config.eval.use_ema else ""
+    cond = bool(config.model.conditional)
     if config.data.name == "eight_gaussians":
-        main = (f"test/{prefix}high_quality_fraction", "max")
+        main = (f"test/{prefix}{'cond_mode_accuracy' if cond else 'high_quality_fraction'}",
+                "max")
     elif config.model.arch == "dcgan":
         cfglib.require(config.eval.fd_samples > 0, "eval.fd_samples",
                        config.eval.fd_samples, "> 0 in a sweep of images (the settings "
                        "are ranked by the classifier Fréchet distance)")
-        main = (f"test/{prefix}frechet_distance", "min")
+        main = (f"test/{prefix}{'fd' if cond else 'frechet_distance'}", "min")
     else:
         raise ConfigError(f"a GAN sweep on {config.data.name!r} has no test metric to "
                           "rank the settings by (mode metrics exist for eight_gaussians, "

@@ -11,6 +11,12 @@ for equal shares, log 8 = 2.08 when all sit on one mode).
 
     m = mode_metrics(samples, eight_gaussians_centres(), std=EIGHT_GAUSSIANS_STD)
     m["modes_covered"], m["high_quality_fraction"]
+
+For a class-conditional generator whose label is the mode index,
+`conditional_mode_accuracy` is the share of the samples drawn for label k that land
+within ``num_std`` standard deviations of mode k (1 for a perfect conditional sampler; a
+generator that ignores its label and covers all K modes evenly scores about 1/K times
+its high-quality fraction).
 """
 
 from __future__ import annotations
@@ -57,4 +63,28 @@ def mode_metrics(samples, centres, *, std: float, num_std: float = 3.0,
     out = {"modes_covered": covered, "high_quality_fraction": float(hq.mean()),
            "mode_kl": kl_to_uniform(counts)}
     out.update({f"mode_share/{i}": float(s) for i, s in enumerate(shares)})
+    return out
+
+
+def conditional_mode_accuracy(samples, labels, centres, *, std: float,
+                              num_std: float = 3.0) -> dict:
+    """Samples [N, D] drawn for ``labels`` [N] (int, the index of the requested mode in
+    ``centres`` [K, D]): ``cond_mode_accuracy``, the share of samples within num_std * std
+    of their requested mode's centre, and per label k ``cond_mode_accuracy/k`` (NaN for
+    a label with no samples). Non-finite samples count as misses."""
+    samples = np.asarray(samples, np.float64)
+    labels = np.asarray(labels).astype(np.int64)
+    centres = np.asarray(centres, np.float64)
+    if samples.shape[:1] != labels.shape or labels.ndim != 1:
+        raise ValueError(f"samples {samples.shape} and labels {labels.shape} should be "
+                         "[N, D] and [N]")
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(centres)):
+        raise ValueError(f"labels should be mode indices in 0..{len(centres) - 1}, got "
+                         f"{labels.min()}..{labels.max()}")
+    dist = np.sqrt(((samples - centres[labels]) ** 2).sum(-1))           # [N]
+    hit = np.isfinite(dist) & (dist <= num_std * std)
+    out = {"cond_mode_accuracy": float(hit.mean()) if len(hit) else float("nan")}
+    for k in range(len(centres)):
+        sel = labels == k
+        out[f"cond_mode_accuracy/{k}"] = float(hit[sel].mean()) if sel.any() else float("nan")
     return out
