@@ -60,6 +60,16 @@ def gan_sweep(tmp_path_factory):
     return workdir, gan_experiment.sweep(gan_tiny(), workdir, GAN_GRID)
 
 
+# The equality check trains 6 steps: the GAN's early Adam steps amplify float rounding
+# (a gradient entry near 0 with a tiny second moment moves its weight by a full lr
+# step either way), so how long a vmapped setting tracks its single run bit for bit
+# depends on the CPU's kernels: on an Intel Xeon the 200-step runs agreed to 1e-7; on
+# an AMD EPYC the lr=3e-3 setting drifted by 4e-5 relative after 10 steps and 5% after
+# 200 (measured, XLA:CPU at the test suite's -O0). 6 steps agreed to 1e-7 on both.
+GAN_SHORT = {"train.num_steps": 6, "train.steps_per_dispatch": 3,
+             "train.checkpoint_every": 6}
+
+
 def test_each_gan_setting_equals_its_single_run(gan_sweep, tmp_path):
     _, record = gan_sweep
     rows = record["settings"]
@@ -67,35 +77,26 @@ def test_each_gan_setting_equals_its_single_run(gan_sweep, tmp_path):
     assert record["description"].startswith("2 settings in 1 compiled program")
     for r in rows:
         assert r["diverged"] is None
-        workdir = str(tmp_path / r["name"])
-        single = gan_experiment.train_and_evaluate(
-            sweep_spec.apply(gan_tiny(), r["setting"]), workdir)
-        # Same init, data order, step and evaluation keys; only float32 rounding may
-        # differ (the vmapped matmuls can reassociate): measured on CPU, the dispatches'
-        # mean losses agree to 1e-7 relative and the mode metrics exactly. Why 200
-        # steps: the GAN's gradients jump at the (leaky) ReLU kinks, so once rounding
-        # puts a pre-activation on the other side of 0 the two runs take measurably
-        # different steps and the adversarial game amplifies the gap; with these
-        # learning rates that happened between steps 250 and 275 (1e-4 relative by step
-        # 300, 1e-2 on grad_norm/g), and by step 600 the settings' mode metrics were
-        # ~20% off their single runs. Before that, rtol 1e-5 on the losses leaves room
-        # for other backends; the mode metrics count samples within 0.06 of a mode, so
-        # rounding can at most move a sample lying on that circle: 2 of the 10,000
-        # samples (2e-4) for the fraction, 0.1 nats for the mode KL (one of the ~25
-        # high-quality samples moved changes it by up to ~0.1), below the differences
-        # between the settings checked below.
-        np.testing.assert_allclose(r["metrics"]["test/high_quality_fraction"],
-                                   single["test/high_quality_fraction"], atol=2e-4)
-        np.testing.assert_allclose(r["metrics"]["test/mode_kl"], single["test/mode_kl"],
-                                   atol=0.1)
-        assert r["metrics"]["test/modes_covered"] == single["test/modes_covered"]
-        last = _last_train_row(workdir)
-        for k in TRAIN_METRICS:
-            np.testing.assert_allclose(r["metrics"][k], last[k], rtol=1e-5, err_msg=k)
-    # The settings differ from one another by far more, so the comparisons have teeth.
+    # The 200-step settings differ from one another by far more than rounding.
     a, b = (r["metrics"] for r in rows)
     assert abs(a["test/mode_kl"] - b["test/mode_kl"]) > 0.2          # 0.67 and 0.29
     assert abs(a["train/d_loss"] / b["train/d_loss"] - 1) > 1e-2
+    # Same init, data order, step and evaluation keys: only float32 rounding may differ.
+    base = sweep_spec.apply(gan_tiny(), GAN_SHORT)
+    short = gan_experiment.sweep(base, str(tmp_path / "sweep"), GAN_GRID)
+    finals = []
+    for r in short["settings"]:
+        workdir = str(tmp_path / r["name"])
+        single = gan_experiment.train_and_evaluate(sweep_spec.apply(base, r["setting"]),
+                                                   workdir)
+        for k in TOY_METRICS:
+            np.testing.assert_allclose(r["metrics"][k], single[k], atol=2e-4, err_msg=k)
+        last = _last_train_row(workdir)
+        for k in TRAIN_METRICS:
+            np.testing.assert_allclose(r["metrics"][k], last[k], rtol=1e-5, err_msg=k)
+        finals.append(last["train/d_loss"])
+    # the two settings after 6 steps: 1.367 and 1.379, 900x the tolerance above apart
+    assert abs(finals[0] / finals[1] - 1) > 1e-3
 
 
 def test_a_gan_sweep_writes_per_setting_results_and_the_sweep_tables(gan_sweep):
