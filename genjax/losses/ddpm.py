@@ -2,6 +2,9 @@
 
 * `noise_loss`: Ho et al.'s simplified objective: || target - model_fn(x_t, t) ||^2 with
   t uniform and target eps (or x_0, or v), the training loss.
+* `conditional_noise_loss`: the same for a class-conditional ``model_fn(x_t, t, y)``
+  with each label dropped to the null class at a given rate (classifier-free guidance's
+  training, Ho & Salimans 2022; `genjax.diffusion.guidance` samples from it).
 * `vlb_terms`: the variational bound -log p(x_0) <= L_T + sum_{t>1} L_{t-1} + L_0 in
   nats per image (summed over pixels), with the discretised Gaussian decoder L_0 for
   8-bit data; `bits_per_dim` converts. The sum of the T - 1 KL terms is estimated by
@@ -26,6 +29,7 @@ import numpy as np
 from jax.scipy.stats import norm
 
 from genjax import random as grandom
+from genjax.conditioning import drop_labels
 from genjax.diffusion import forward, reverse
 from genjax.diffusion.schedules import Schedule
 from genjax.shapes import Shapes
@@ -58,6 +62,28 @@ def noise_loss(x0, key, *, model_fn: Callable, schedule: Schedule, prediction: s
     err = model_fn(xt, t) - forward.target(schedule, x0, t, noise, prediction)
     loss = jnp.mean(err.astype(jnp.float32) ** 2)
     return loss, {"mse": loss}
+
+
+def conditional_noise_loss(x0, y, key, *, model_fn: Callable, schedule: Schedule,
+                           num_classes: int, label_dropout=0.1, prediction: str = "eps"):
+    """`noise_loss` of a class-conditional denoiser ``model_fn(x_t, t, y) -> [B, *E]``:
+    each label of y [B] (int, 0..K-1) is replaced by the null class K = ``num_classes``
+    with probability ``label_dropout`` (a float or a traced scalar, so that a sweep can vary
+    it; `genjax.conditioning.drop_labels`), so that one network learns the conditional
+    eps(x, t, y) and the unconditional eps(x, t, K) that guidance combines. x0 [B, *E] in
+    [-1, 1]. Returns (loss scalar, metrics {"mse": loss, "null_fraction": the share of
+    the batch's labels that were null}).
+
+    Keys: ``key`` splits into the dropout's key and `noise_loss`'s key."""
+    s = Shapes("losses.ddpm.conditional_noise_loss")
+    s("x0", x0, "B *E")
+    s("y", y, "B")
+    k_drop, k_loss = jax.random.split(key)
+    y = drop_labels(k_drop, y, label_dropout, num_classes)
+    loss, metrics = noise_loss(x0, k_loss, model_fn=lambda xt, t: model_fn(xt, t, y),
+                               schedule=schedule, prediction=prediction)
+    null = jnp.mean((y == num_classes).astype(jnp.float32))
+    return loss, dict(metrics, null_fraction=null)
 
 
 def normal_kl(mean1, log_var1, mean2, log_var2):

@@ -5,11 +5,23 @@ connections between the down and up paths.
     unet = UNet((28, 28, 1), channels=32, channel_mults=(1, 2, 2), rngs=nnx.Rngs(0))
     out = unet(x, t, key=dropout_key)     # x [B, H, W, C], t [B] int -> [B, H, W, C]
 
+    cond = UNet((28, 28, 1), num_classes=10, rngs=nnx.Rngs(0))   # class-conditional
+    out = cond(x, t, y)                   # y [B] int in 0..10, 10 = the null class
+
 Each level after the first halves the resolution (28 -> 14 -> 7; 32 -> 16 -> 8 -> 4);
 sides must be divisible by 2^(levels - 1). Dropout needs ``key`` (no key: no dropout, as
 at evaluation); the module stores no random state. The convolutions are
 `genjax.nn.loop_conv`'s: nnx.Conv's parameters and values, with gradients that stay fast
 inside the training loop's `lax.scan` on CPUs.
+
+With ``num_classes`` = K the U-Net is class-conditional (classifier-free guidance, Ho &
+Salimans 2022): a `genjax.conditioning.LabelEmbedding` [K + 1, 4 * channels] of the label
+y (K = the null class, "no label") is added to the time embedding, so that every residual
+block sees it. It is created after every other layer, so the other parameters of a
+conditional U-Net are those of the unconditional one with the same ``rngs``, and an
+unconditional U-Net (``num_classes`` None) is the network it always was, bit for bit. A
+conditional U-Net needs y and an unconditional one refuses it: a label is never dropped
+silently.
 """
 
 from __future__ import annotations
@@ -22,6 +34,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from genjax import random as grandom
+from genjax import conditioning
+from genjax.conditioning import LabelEmbedding
 from genjax.nn.group_norm import GroupNorm
 from genjax.nn.loop_conv import Conv
 
@@ -102,14 +116,18 @@ class UNet(nnx.Module):
     channels: width of the first level; channel_mults: width multiplier per level;
     num_res_blocks: residual blocks per level on the way down (one more on the way up);
     attention_resolutions: sides (e.g. 7 or 16) at which self-attention follows each
-    block; dropout: rate inside the residual blocks (with a key).
+    block; dropout: rate inside the residual blocks (with a key); num_classes: K for a
+    class-conditional U-Net, called with labels y [B] in 0..K (K = null), None (default)
+    for an unconditional one.
     """
 
     def __init__(self, image_shape: Sequence[int], *, channels: int = 32,
                  channel_mults: Sequence[int] = (1, 2, 2), num_res_blocks: int = 1,
                  attention_resolutions: Sequence[int] = (7,), dropout: float = 0.0,
-                 groups: int = 8, rngs: nnx.Rngs):
+                 groups: int = 8, num_classes: int | None = None, rngs: nnx.Rngs):
         h, w, c = image_shape
+        if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
+            raise ValueError(f"num_classes must be a positive int or None, got {num_classes!r}")
         levels = len(channel_mults)
         if h % 2 ** (levels - 1) or w % 2 ** (levels - 1):
             raise ValueError(f"a U-Net with {levels} levels needs sides divisible by "
@@ -150,9 +168,20 @@ class UNet(nnx.Module):
         self.up = nnx.List(up)
         self.norm_out = _norm(ch, groups, rngs)
         self.conv_out = Conv(ch, c, (3, 3), rngs=rngs)
+        # last, so that the layers above draw the same initial values as without it
+        self.num_classes = num_classes
+        self.label_emb = (LabelEmbedding(num_classes, temb_dim, rngs=rngs)
+                          if num_classes is not None else None)
 
-    def __call__(self, x, t, *, key=None):
+    def __call__(self, x, t, y=None, *, key=None):
+        """x [B, H, W, C], t [B] int, y [B] int in 0..K (conditional U-Net only; K = the
+        null class) -> [B, H, W, C]."""
         temb = self.temb2(jax.nn.silu(self.temb1(timestep_embedding(t, self.channels))))
+        if conditioning.check_label("this U-Net", self.num_classes, y):
+            if jnp.shape(y) != (x.shape[0],):
+                raise ValueError(f"labels y must be [B] = [{x.shape[0]}], got shape "
+                                 f"{jnp.shape(y)}")
+            temb = temb + self.label_emb(y)
         keys = iter(jax.random.split(key, len(self.down) + len(self.mid) + len(self.up))
                     if key is not None else [None] * (len(self.down) + len(self.mid) + len(self.up)))
         h = self.conv_in(x)
