@@ -206,6 +206,27 @@ SPECIFIC = [
     ("pixelcnn", "quick", {"model.levels": 256}, "data.preprocess"),   # 8-bit: 'none'
     ("pixelcnn", "digits", {"data.preprocess": "dynamic_binarize"}, "data.preprocess"),
     ("pixelcnn", "quick", {"eval.completion_rows": 8}, "eval.completion_rows"),  # 8x8
+    # conditional generation (issue 20): a label the data do not have, or settings the
+    # conditional evaluation cannot honour
+    ("vae", "quick", {"model.conditional": True, "data.classes": tuple(range(8)),
+                      "anomaly.held_out_classes": (8, 9)}, "anomaly.held_out_classes"),
+    ("vae", "quick", {"model.conditional": True, "plots.analogy_digits": 201},
+     "plots.analogy_digits"),
+    ("nade", "cquick", {"model.name": "fvbn"}, "model.conditional"),
+    ("nade", "quick", {"model.name": "made", "model.ordering": "random",
+                       "eval.completion_rows": 4}, "eval.completion_rows"),
+    ("nade", "quick", {"eval.completion_rows": 28}, "eval.completion_rows"),
+    ("nade", "cquick", {"eval.cond_samples": 1}, "eval.cond_samples"),
+    ("nade", "cquick", {"eval.cond_samples": 1001}, "eval.cond_samples"),
+    ("flow", "cond_quick", {"data.name": "checkerboard"}, "model.conditional"),
+    ("flow", "quick", {"model.conditional": True, "eval.cond_samples": 5},
+     "eval.cond_samples"),
+    ("gan", "conditional_eight_gaussians", {"data.name": "checkerboard"},
+     "model.conditional"),
+    ("ddpm", "cond_quick", {"eval.guidance_weights": (0.0, -2.0)}, "eval.guidance_weights"),
+    ("ddpm", "cond_quick", {"model.label_dropout": 0.0}, "model.label_dropout"),
+    ("ddpm", "cond_quick", {"eval.cond_samples": 360}, "eval.cond_samples"),
+    ("ddpm", "cond_quick", {"eval.inpaint_jump": 100}, "eval.inpaint_jump"),
     # the classifier of the Fréchet distance
     ("classifier", None, {"model.hidden": (-3,)}, "model.hidden"),
     ("classifier", None, {"train.batch_size": 0}, "train.batch_size"),
