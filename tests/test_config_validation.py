@@ -87,8 +87,9 @@ def _bad_values(field, value):
         return out + [True, -1]                        # bool is an int; every count >= 0
     if isinstance(value, float):
         return out + [-1.0, math.nan, math.inf]
-    if isinstance(value, tuple):
-        return out + [("a",), (-3,), (1.5,)]
+    if isinstance(value, tuple):                       # (1.5,) is fine where floats are
+        return out + [("a",), (-3,)] + ([] if any(isinstance(v, float) for v in value)
+                                         else [(1.5,)])
     if isinstance(value, str) and field not in ("preset", "data.data_dir",
                                                 "eval.classifier_dir", "data.name"):
         return out + ["bogus"]                         # a choice
