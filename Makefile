@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install -q --disable-pip-version-check
 
-.PHONY: setup setup-dev run test test-all bench bench-gan bench-nade bench-ddpm bench-flow bench-sweep bench-xla bench-mcmc bench-pixelcnn clean
+.PHONY: setup setup-dev run test test-all bench bench-gan bench-nade bench-ddpm bench-flow bench-sweep bench-xla bench-mcmc bench-pixelcnn bench-recommend clean
 setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev
 
@@ -61,3 +61,5 @@ bench-mcmc: setup-dev
 
 bench-pixelcnn: setup-dev
 	$(BIN)/python -m benchmarks.pixelcnn_throughput
+bench-recommend: setup-dev
+	$(BIN)/python -m benchmarks.recommend_throughput

@@ -16,10 +16,10 @@ from genjax import distributions as dist
 from genjax import losses
 from genjax.diffusion.schedules import make_schedule
 from genjax.losses import autoregressive as ar
-from genjax.losses import ddpm, ebm, flow, gan, gmm, score, vae
+from genjax.losses import ddpm, ebm, flow, gan, gmm, recommend, score, vae
 from genjax.shapes import Shapes
 
-MODULES = (dist, vae, gmm, gan, ar, ddpm, flow, score, ebm)
+MODULES = (dist, vae, gmm, gan, ar, ddpm, flow, score, ebm, recommend)
 # Public functions with no array shape to get wrong, and why.
 EXEMPT = {
     gan.log_d: "element-wise on one array of any shape",
@@ -33,6 +33,8 @@ EXEMPT = {
     ar.conditional_nade_log_likelihood: "checked by _check_cnade",
     ar.conditional_nade_log_likelihood_naive: "checked by _check_cnade",
     ddpm.conditional_noise_loss: "noise_loss's checks on x0; y [B] goes to model_fn",
+    recommend.beta_annealing: "element-wise on step of any shape",
+    recommend.l2_penalty: "a sum over a pytree of arrays of any shapes",
 }
 
 KEY = jax.random.key(0)
@@ -224,6 +226,25 @@ CASES = [
     # a per-dimension energy [N, D] would be averaged as if it were per example
     (ebm.contrastive_divergence, lambda: ebm.contrastive_divergence(
         X43, z(5, 3), energy_fn=lambda x: x), "energy_fn(x)", (9, 3), "(9,)"),
+    # ------------------------------------------------------------- recommenders (B = 4, I = 3)
+    # click counts [B, 1] would broadcast against the logits [B, I]
+    (recommend.multinomial_log_likelihood,
+     lambda: recommend.multinomial_log_likelihood(X43, z(4, 1)), "x", (4, 1), "(4, 3)"),
+    (recommend.normalize_and_dropout,
+     lambda: recommend.normalize_and_dropout(X43, KEY, dropout_rate=z(4)),
+     "dropout_rate", (4,), "[]: 0 axes"),
+    (recommend.mult_vae_loss, lambda: recommend.mult_vae_loss(
+        X43, KEY, encode=enc((4, 2), (4, 1)), decode_logits=const(4, 3), beta=1.0),
+     "encode(h)[1] (log_var)", (4, 1), "(4, 2)"),
+    (recommend.mult_vae_loss, lambda: recommend.mult_vae_loss(
+        X43, KEY, encode=enc((4, 2), (4, 2)), decode_logits=const(4, 1), beta=0.2),
+     "decode_logits(z)", (4, 1), "(4, 3)"),
+    (recommend.mult_dae_loss, lambda: recommend.mult_dae_loss(
+        X43, KEY, encode=const(5, 2), decode_logits=const(4, 3)),
+     "encode(h) (code)", (5, 2), "(4, H)"),
+    (recommend.mult_dae_loss, lambda: recommend.mult_dae_loss(
+        X43, KEY, encode=const(4, 2), decode_logits=const(4, 2)),
+     "decode_logits(code)", (4, 2), "(4, 3)"),
 ]
 
 
@@ -292,6 +313,12 @@ def test_the_rows_are_mismatches_the_same_call_accepts_when_fixed():
         lambda: score.sliced_score_matching(X43, KEY, score_fn=jnp.tanh, num_projections=2),
         lambda: score.exact_score_matching(X43, score_fn=jnp.tanh),
         lambda: ebm.contrastive_divergence(X43, z(5, 3), energy_fn=lambda x: x.sum(-1)),
+        lambda: recommend.multinomial_log_likelihood(X43, X43),
+        lambda: recommend.normalize_and_dropout(X43, KEY, dropout_rate=z()),
+        lambda: recommend.mult_vae_loss(X43, KEY, encode=enc((4, 2), (4, 2)),
+                                        decode_logits=const(4, 3), beta=z()),
+        lambda: recommend.mult_dae_loss(X43, KEY, encode=const(4, 2),
+                                        decode_logits=const(4, 3), train=False),
     ]
     for call in ok:
         jax.eval_shape(call)

@@ -8,7 +8,9 @@ image folder), plus pixel transforms.
 
 See `dataset` (the `Dataset` layout and `load`), `embedded` (fixed splits and toy
 densities), `tfds_source` (TFDS without TensorFlow), `user` (npz:PATH and folder:PATH)
-and `transforms`.
+and `transforms`. Click data for recommenders (users x items, sparse) is its own module:
+``from genjax.data import clicks`` (`clicks.load_clicks`, `clicks.split_clicks`,
+`clicks.SparseRows`).
 """
 
 from genjax.data.dataset import (

@@ -1,7 +1,7 @@
 """Evaluation: log-likelihood estimates, sample quality, anomaly scores, latent metrics.
 
-The heavier modules (`sample_quality`, which trains a classifier) are imported by name:
-``from genjax.eval import sample_quality``.
+The heavier modules (`sample_quality`, which trains a classifier) and the recommenders'
+ranking metrics are imported by name: ``from genjax.eval import sample_quality, ranking``.
 """
 
 from genjax.eval import anomaly, gan_toy, latent

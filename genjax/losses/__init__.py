@@ -1,7 +1,7 @@
 """Pure objectives, one file per family. Every function takes arrays and plain callables
 and documents its shapes; units are nats unless a name says bits."""
 
-from genjax.losses import autoregressive, ddpm, ebm, flow, gan, gmm, score
+from genjax.losses import autoregressive, ddpm, ebm, flow, gan, gmm, recommend, score
 from genjax.losses.autoregressive import (categorical_autoregressive_log_likelihood,
                                           fvbn_log_likelihood, nade_log_likelihood,
                                           nade_log_likelihood_naive, rnade_log_likelihood)
@@ -17,6 +17,8 @@ from genjax.losses.gmm import bernoulli_mixture_log_likelihood
 from genjax.losses.gmm import elbo as gmm_elbo
 from genjax.losses.gmm import log_likelihood as gmm_log_likelihood
 from genjax.losses.gmm import responsibilities as gmm_responsibilities
+from genjax.losses.recommend import (beta_annealing, l2_penalty, multinomial_log_likelihood,
+                                     mult_dae_loss, mult_vae_loss, normalize_and_dropout)
 from genjax.losses.score import (denoising_score_matching, dsm_per_level,
                                   exact_score_matching, geometric_sigmas,
                                   sliced_score_matching)
@@ -36,4 +38,6 @@ __all__ = ["autoregressive", "flow", "gan", "categorical_autoregressive_log_like
            "gmm_elbo", "gmm_log_likelihood", "gmm_responsibilities", "iw_log_weights", "iwae_bound",
            "iwae_bound_terms", "log_likelihood",
            "score", "denoising_score_matching", "dsm_per_level", "exact_score_matching",
-           "geometric_sigmas", "sliced_score_matching", "ebm", "contrastive_divergence"]
+           "geometric_sigmas", "sliced_score_matching", "ebm", "contrastive_divergence",
+           "recommend", "beta_annealing", "l2_penalty", "multinomial_log_likelihood",
+           "mult_dae_loss", "mult_vae_loss", "normalize_and_dropout"]

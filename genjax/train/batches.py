@@ -39,5 +39,10 @@ def next_permutation(data_key, step, perm, *, num_examples: int, batch_size: int
 
 
 def take(data, idx):
-    """Gathers the rows ``idx`` of every leaf of the data pytree: [N, ...] -> [B, ...]."""
-    return jax.tree_util.tree_map(lambda a: a[idx], data)
+    """Gathers the rows ``idx`` of every leaf of the data pytree: [N, ...] -> [B, ...].
+    A node with a ``take_rows(idx)`` method (`genjax.data.clicks.SparseRows`, a sparse
+    matrix) builds its own [B, ...] batch."""
+    def rows(a):
+        return a.take_rows(idx) if hasattr(a, "take_rows") else a[idx]
+
+    return jax.tree_util.tree_map(rows, data, is_leaf=lambda a: hasattr(a, "take_rows"))

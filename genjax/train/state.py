@@ -50,19 +50,22 @@ def apply_gradients(params, grads, opt_state, tx, *, lr, weight_decay=0.0, grad_
 
 
 def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation,
-                    lr_schedule: Callable = lambda step: 1.0):
+                    lr_schedule: Callable = lambda step: 1.0, *, with_step: bool = False):
     """Builds ``step(state, batch, key) -> (state, metrics)``.
 
     loss_fn(params, batch, key, hparams) -> (loss scalar, metrics dict of scalars).
     The learning rate at a step is hparams["lr"] * lr_schedule(step) (weight decay and
     gradient clipping: hparams["weight_decay"], hparams["grad_clip"] when present); ``key`` is already
-    specific to this step (the loop folds the step in). Metrics gain ``loss``, ``lr`` and
+    specific to this step (the loop folds the step in). with_step: loss_fn's hparams also
+    hold "step" (the [] int32 number of updates so far), for objectives annealed over
+    training (e.g. the Mult-VAE's beta). Metrics gain ``loss``, ``lr`` and
     ``grad_norm``. The step is pure, so it can be jitted, scanned and vmapped.
     """
 
     def step(state: TrainState, batch, key):
+        hp = dict(state.hparams, step=state.step) if with_step else state.hparams
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params, batch, key, state.hparams)
+            state.params, batch, key, hp)
         lr = state.hparams["lr"] * lr_schedule(state.step)
         params, opt_state = apply_gradients(
             state.params, grads, state.opt_state, tx, lr=lr,

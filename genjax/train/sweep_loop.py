@@ -314,8 +314,8 @@ def train_sweep(states, step_fn: Callable, train_data, *, cfg, seeds, workdir: s
     # The metric names, for naming a divergence (and storing it as an index).
     one = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype),
                                  states)
-    one_batch = jax.tree_util.tree_map(
-        lambda a: jax.ShapeDtypeStruct((batch_size, *a.shape[1:]), a.dtype), train_data)
+    one_batch = jax.eval_shape(             # batches.take's shapes (sparse rows densify)
+        lambda d: batches.take(d, jnp.zeros((batch_size,), jnp.int32)), train_data)
     names = sorted(jax.eval_shape(step_fn, one, one_batch, jax.random.key(0))[1])
 
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=int(cfg.keep_checkpoints))
