@@ -25,7 +25,8 @@ with fewer than data.min_user_clicks clicks are removed.
 model.name "multvae" | "multdae" (the main model; eval.baselines names the others);
 loss.anneal_cap (the largest beta), loss.total_anneal_steps (beta = min(cap, step / it)),
 loss.dropout (input dropout of the normalised rows), loss.l2 (lam of dawenl's
-lam * sum W^2 on the weight matrices; None-like 0 for the VAE, 0.01 / batch for the DAE)
+lam * sum W^2 on the weight matrices of the main model: 0 for the VAE, 0.01 / batch for
+the DAE; a baseline DAE takes baseline_dae.l2, a baseline VAE 0)
 are in TrainState.hparams: a sweep over anneal_cap / dropout / l2 is one program.
 eval.ease_l2: EASE's l2 candidates, the best on validation NDCG@100 is reported.
 """
@@ -43,11 +44,13 @@ def _quick(c):
                    checkpoint_every=160, eval_every=80)
     c.loss.update(total_anneal_steps=1300)
     c.baseline_dae.update(hidden=(), latent=32, l2=1e-4)
+    c.baseline_vae.update(hidden=(64,), latent=32)
     c.eval.update(ease_l2=(10.0, 100.0), batch_size=200)
 
 
 def _dae(c):
-    c.model.name = "multdae"
+    c.model.update(name="multdae", hidden=(), latent=200)
+    c.loss.l2 = 0.01 / c.train.batch_size           # dawenl's lam for the Mult-DAE
     c.eval.baselines = ("multvae", "ease", "popularity")
 
 
@@ -87,6 +90,8 @@ def get_config(arg=None):
     # the Mult-DAE trained as a baseline (or as the main model with model.name=multdae):
     # the paper's [I -> 200 -> I], lam = 0.01 / batch_size
     c.baseline_dae = ml_collections.ConfigDict(dict(hidden=(), latent=200, l2=2e-5))
+    # the Mult-VAE as a baseline (:dae): the paper's [I -> 600 -> 200 -> 600 -> I], lam = 0
+    c.baseline_vae = ml_collections.ConfigDict(dict(hidden=(600,), latent=200))
     c.optim = common.optim(lr=1e-3)
     # 8,000 training users // 500 = 16 steps per epoch: 200 epochs
     c.train = common.train(num_steps=3200, batch_size=500, steps_per_dispatch=80,

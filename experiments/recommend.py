@@ -59,7 +59,7 @@ SELECT = "ndcg@100"
 
 
 def validate(config):
-    """Every field of data (beyond the shared ones), model, loss, baseline_dae and eval,
+    """Every field of data (beyond the shared ones), model, loss, baseline_* and eval,
     before anything is loaded or compiled."""
     m, e = config.model, config.eval
     cfglib.one_of(config, "data.preprocess", ("none",))
@@ -71,7 +71,7 @@ def validate(config):
     cfglib.integer(config, "data.num_items", minimum=10)
     cfglib.integer(config, "data.heldout_users", minimum=1)
     cfglib.one_of(config, "model.name", NEURAL)
-    for sec in ("model", "baseline_dae"):
+    for sec in ("model", "baseline_dae", "baseline_vae"):
         cfglib.int_tuple(config, f"{sec}.hidden", min_len=0, example="'(600,)'",
                          what="layer sizes")
         cfglib.integer(config, f"{sec}.latent")
@@ -137,18 +137,21 @@ class Built:
 
 
 def build(config, name: str, num_items: int) -> Built:
-    """The neural model ``name`` ("multvae" | "multdae") of ``config`` (the DAE's sizes and
-    l2 from baseline_dae unless it is model.name), its TrainState (hparams: the
+    """The neural model ``name`` ("multvae" | "multdae") of ``config`` (a baseline's sizes
+    from baseline_dae / baseline_vae, its l2 baseline_dae.l2 / 0), its TrainState (hparams: the
     optimiser's, anneal_cap, dropout, l2) and step."""
     main = name == config.model.name
-    sizes = config.model if main else config.baseline_dae
+    sizes = (config.model if main else
+             config.baseline_dae if name == "multdae" else config.baseline_vae)
     cls = multvae.MultVAE if name == "multvae" else multvae.MultDAE
     model = cls(num_items, hidden=tuple(sizes.hidden), latent=sizes.latent,
                 rngs=nnx.Rngs(config.seed))
     graphdef, params = nnx.split(model)
     tx, hparams, schedule = make_optimizer(config.optim, config.train.num_steps)
     lo = config.loss
-    l2 = lo.l2 if main or name == "multvae" else config.baseline_dae.l2
+    # lam: loss.l2 for the main model; a baseline as the paper trains it (the DAE's
+    # baseline_dae.l2 = 0.01 / batch, the VAE's 0)
+    l2 = lo.l2 if main else (config.baseline_dae.l2 if name == "multdae" else 0.0)
     state = init_state(params, tx, dict(hparams, anneal_cap=lo.anneal_cap,
                                         dropout=lo.dropout, l2=l2))
     total = lo.total_anneal_steps
