@@ -9,10 +9,11 @@
   quick      a few seconds, for smoke tests (T = 50, a tiny U-Net)
   cifar10    the DDPM paper's CIFAR-10 setting (35.7M-parameter U-Net, dropout 0.1,
              800k steps of batch 128, EMA 0.9999): TFDS cifar10, for accelerators
-  cond       the default, class-conditional (label dropout 0.1, classifier-free
-             guidance): the guidance sweep w = 0, 0.5, 1, 2, 4 on 1,000 DDIM samples per
-             w (100 per class, S = 50) and completions of 100 test digits' bottom halves
-             (replacement); no null-class ancestral FD
+  cond       the default U-Net, class-conditional (label dropout 0.1, classifier-free
+             guidance), 6,000 steps at lr 2e-3 with a cosine decay, EMA 0.999: the
+             guidance sweep w = 0, 0.5, 1, 2, 4 on 1,000 DDIM samples per w (100 per
+             class, S = 50) and completions of 100 test digits' bottom halves
+             (replacement); no null-class ancestral FD (about 1.5 hours on 2 cores)
   cond_gpu   the gpu preset, class-conditional, with the full protocol: 1,000 samples
              per w (100 per class), completions of 1,000 test digits by replacement and
              by RePaint (U = 5 resamplings every 10 levels)
@@ -86,6 +87,12 @@ def _conditional(c):
 
 def _cond(c):
     _conditional(c)
+    # The default's 2,000 steps at lr 1e-3 learn the images but hardly the label
+    # (conditional accuracy 0.12 at w = 0, chance 0.10, measured); three times the steps at
+    # twice the rate with a cosine decay and a slower EMA learn it (0.37 at w = 0).
+    c.train.update(num_steps=6000, checkpoint_every=1000)
+    c.optim.update(lr=2e-3, schedule="cosine", warmup_steps=200)
+    c.ema.decay = 0.999
     # The null-class ancestral FD (100 samples x 1,000 steps) costs as much as a guided
     # DDIM weight on a CPU; the guided samples' FDs replace it (the DDIM one stays).
     c.eval.update(cond_samples=1000, ancestral_fd_samples=0)
