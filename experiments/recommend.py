@@ -44,6 +44,7 @@ import numpy as np
 from flax import nnx
 
 from genjax.data import clicks as clk
+from genjax import xla
 from genjax.eval import ranking
 from genjax.losses import recommend as rl
 from genjax.models import ease, multvae
@@ -117,6 +118,7 @@ def prepare(config, workdir: str) -> clk.ClickSplit:
     """What `experiment.prepare` does for image data, for click data: the shared checks,
     the workdir (resume-safe config), the split, config.json."""
     cfglib.validate_common(config, jax.device_count())
+    xla.configure(config.train.get("xla_options"))
     resume.ensure_workdir(workdir, create=False)
     change = resume.check_config(config, workdir)
     split = load_split(config)
