@@ -167,7 +167,11 @@ def build(config, name: str, num_items: int) -> Built:
             loss, metrics = rl.mult_vae_loss(x, key, beta=beta, **kw)
         else:
             loss, metrics = rl.mult_dae_loss(x, key, **kw)
-        penalty = rl.l2_penalty(params, weight=2.0 * hp["l2"])     # dawenl's lam sum W^2
+        # dawenl's lam sum W^2; lam is a traced hparam (sweepable), so at lam = 0 a cond
+        # skips the 24M-weight pass at run time (a vmapped sweep computes both branches)
+        penalty = jax.lax.cond(hp["l2"] > 0,
+                               lambda p: rl.l2_penalty(p, weight=2.0 * hp["l2"]),
+                               lambda p: jnp.zeros((), jnp.float32), params)
         return loss + penalty, dict(metrics, l2_penalty=penalty)
 
     def score_fn(params, x, side):
